@@ -1,0 +1,214 @@
+"""The exported model bundle: what serving and batch load, with no unpickling.
+
+A bundle is a directory (by default `models/champion/`) holding
+
+- `model.txt`        LightGBM text model (raw score = log-odds),
+- `calibration.json` the isotonic map from raw score to probability, as interpolation knots,
+- `features.json`    the feature list the model was trained on, in column order,
+- `reference.json`   training-time reference distributions (drift reports),
+- `metadata.json`    name, version, run id, bands, metrics and the sha256 of each file above.
+
+`load_bundle` recomputes every hash before anything is parsed, so a tampered or
+half-copied bundle is refused with the name of the file that does not match.
+`Bundle.sha256` is one digest over all file hashes: it changes when any file changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from exportguard.errors import ExportguardError
+
+BUNDLE_FILES = ("model.txt", "calibration.json", "features.json", "reference.json")
+BAND_NAMES = ("high", "review", "low")
+
+
+class BundleError(ExportguardError, ValueError):
+    """A model bundle is missing, incomplete, tampered with or inconsistent."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def bundle_digest(file_hashes: dict[str, str]) -> str:
+    """One sha256 over the sorted `name:hash` lines of the bundle's files."""
+    text = "".join(f"{name}:{file_hashes[name]}\n" for name in sorted(file_hashes))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Isotonic calibration stored as knots; np.interp reproduces sklearn's predict exactly."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y) or len(self.x) < 2:
+            raise BundleError("calibration needs two or more (x, y) knots of equal count")
+        if any(b < a for a, b in zip(self.x, self.x[1:], strict=False)):
+            raise BundleError("calibration x knots must be non-decreasing")
+        if any(b < a for a, b in zip(self.y, self.y[1:], strict=False)) or not (
+            0.0 <= self.y[0] and self.y[-1] <= 1.0
+        ):
+            raise BundleError("calibration y knots must be non-decreasing probabilities")
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(raw, dtype=float), self.x, self.y)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": "isotonic", "x": list(self.x), "y": list(self.y)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
+        if data.get("method") != "isotonic":
+            raise BundleError(f"unsupported calibration method {data.get('method')!r}")
+        return cls(tuple(float(v) for v in data["x"]), tuple(float(v) for v in data["y"]))
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Probability thresholds: >= high -> 'high', >= review -> 'review', else 'low'."""
+
+    high: float
+    review: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.review <= self.high <= 1.0:
+            raise BundleError(f"band thresholds must satisfy 0 <= review <= high <= 1, got {self}")
+
+    def assign(self, prob: np.ndarray) -> np.ndarray:
+        prob = np.asarray(prob, dtype=float)
+        return np.where(prob >= self.high, "high", np.where(prob >= self.review, "review", "low"))
+
+
+@dataclass(frozen=True)
+class Bundle:
+    path: Path
+    model_text: str
+    calibration: Calibration
+    bands: Bands
+    feature_names: tuple[str, ...]
+    features: tuple[dict[str, Any], ...]
+    reference: dict[str, Any]
+    metadata: dict[str, Any]
+    file_hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return bundle_digest(self.file_hashes)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("model_name", "exportguard"))
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata.get("model_version", "unregistered"))
+
+
+def _atomic_write(path: Path, data: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def write_bundle(
+    out_dir: Path,
+    *,
+    model_text: str,
+    calibration: Calibration,
+    bands: Bands,
+    features: list[dict[str, Any]],
+    reference: dict[str, Any],
+    metadata: dict[str, Any],
+) -> Path:
+    """Write a bundle; metadata.json (with every file's sha256) is written last."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "model.txt": model_text,
+        "calibration.json": json.dumps(calibration.to_json(), indent=1),
+        "features.json": json.dumps(features, indent=1),
+        "reference.json": json.dumps(reference, indent=1, sort_keys=True),
+    }
+    hashes = {}
+    for name, text in contents.items():
+        _atomic_write(out_dir / name, text)
+        hashes[name] = sha256_file(out_dir / name)
+    meta = dict(metadata)
+    meta["bands"] = {"high": bands.high, "review": bands.review}
+    meta["files"] = hashes
+    meta["bundle_sha256"] = bundle_digest(hashes)
+    _atomic_write(out_dir / "metadata.json", json.dumps(meta, indent=1, sort_keys=True))
+    return out_dir
+
+
+def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) -> Bundle:
+    """Verify every file's sha256, then parse. Raises BundleError naming what is wrong."""
+    path = Path(path)
+    meta_path = path / "metadata.json"
+    if not meta_path.is_file():
+        raise BundleError(
+            f"no model bundle at {path}: metadata.json is missing (run `exportguard promote` to export the champion)"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        listed = dict(meta["files"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BundleError(f"{meta_path}: unreadable bundle metadata ({exc})") from None
+    missing = [n for n in BUNDLE_FILES if n not in listed]
+    if missing:
+        raise BundleError(f"{meta_path}: no hash recorded for {missing}")
+    for name in BUNDLE_FILES:
+        f = path / name
+        if not f.is_file():
+            raise BundleError(f"{f}: file of the model bundle is missing")
+        actual = sha256_file(f)
+        if actual != listed[name]:
+            raise BundleError(
+                f"{f}: sha256 {actual[:12]}… does not match the recorded {listed[name][:12]}… (file changed after export)"
+            )
+    if meta.get("bundle_sha256") not in (None, bundle_digest(listed)):
+        raise BundleError(f"{meta_path}: bundle_sha256 does not match the file hashes")
+    try:
+        features = tuple(json.loads((path / "features.json").read_text(encoding="utf-8")))
+        names = tuple(str(f["name"]) for f in features)
+        calibration = Calibration.from_json(
+            json.loads((path / "calibration.json").read_text(encoding="utf-8"))
+        )
+        reference = json.loads((path / "reference.json").read_text(encoding="utf-8"))
+        bands = Bands(float(meta["bands"]["high"]), float(meta["bands"]["review"]))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BundleError(f"{path}: malformed bundle file ({exc})") from None
+    if expected_features is not None and names != tuple(expected_features):
+        extra = sorted(set(names) - set(expected_features))
+        lacking = sorted(set(expected_features) - set(names))
+        raise BundleError(
+            f"{path}: the model's feature list differs from this code's "
+            f"(model only: {extra[:5]}, code only: {lacking[:5]}, or a different order); retrain or use a matching release"
+        )
+    return Bundle(
+        path=path,
+        model_text=(path / "model.txt").read_text(encoding="utf-8"),
+        calibration=calibration,
+        bands=bands,
+        feature_names=names,
+        features=features,
+        reference=reference,
+        metadata=meta,
+        file_hashes=listed,
+    )

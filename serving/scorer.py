@@ -1,0 +1,162 @@
+"""One Scorer for the HTTP service and batch rescoring: score, band and exact TreeSHAP reasons.
+
+Path: features in the declared order -> model matrix (shared encoding with training) ->
+LightGBM raw score (log-odds) -> isotonic calibration -> band -> exact TreeSHAP
+contributions in log-odds (additive to the raw score; equal to LightGBM's
+`pred_contrib`) -> top reasons with plain-language sentences.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from exportguard.bundle import Bundle, BundleError, load_bundle
+from exportguard.features.matrix import model_matrix
+from exportguard.features.registry import BY_NAME, FEATURE_NAMES, Feature
+
+log = logging.getLogger(__name__)
+
+#: Below this many rows FastTreeSHAP v1 is used (v2 pays a per-call precomputation).
+V2_MIN_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    family: str
+    value: float | None
+    contribution: float
+    sentence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "family": self.family,
+            "value": self.value,
+            "contribution": self.contribution,
+            "sentence": self.sentence,
+        }
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    """Scores of n rows; `contributions` is (n, n_features) log-odds, `base_value` the expectation."""
+
+    feature_names: tuple[str, ...]
+    values: np.ndarray  # (n, F) the feature values as given (NaN = missing)
+    raw: np.ndarray
+    prob: np.ndarray
+    band: np.ndarray
+    contributions: np.ndarray | None
+    base_value: float
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def reasons(self, i: int, k: int = 5) -> list[Reason]:
+        """Top-k features that raised row i's risk most (positive contributions, largest first)."""
+        if self.contributions is None:
+            raise ValueError("scores were computed without explanations")
+        row = self.contributions[i]
+        order = np.argsort(-row, kind="stable")[:k]
+        out = []
+        for j in order:
+            if row[j] <= 0:
+                break
+            name = self.feature_names[j]
+            feat: Feature = BY_NAME[name]
+            v = self.values[i, j]
+            value = None if np.isnan(v) else float(v)
+            out.append(Reason(name, feat.family, value, float(row[j]), feat.describe(value)))
+        return out
+
+    def family_contributions(self, i: int) -> dict[str, float]:
+        """Contributions summed per feature family (log-odds)."""
+        if self.contributions is None:
+            raise ValueError("scores were computed without explanations")
+        sums: dict[str, float] = {}
+        for j, name in enumerate(self.feature_names):
+            fam = BY_NAME[name].family
+            sums[fam] = sums.get(fam, 0.0) + float(self.contributions[i, j])
+        return sums
+
+
+class Scorer:
+    """Loads a verified bundle once; `score` is thread-safe and deterministic."""
+
+    def __init__(self, bundle: Bundle, n_jobs: int = 1) -> None:
+        self.bundle = bundle
+        self.n_jobs = n_jobs
+        self.booster = lgb.Booster(model_str=bundle.model_text)
+        if tuple(self.booster.feature_name()) != bundle.feature_names:
+            raise BundleError(f"{bundle.path}: model.txt feature names differ from features.json")
+        self._explainers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_path(cls, path: str | Path, n_jobs: int = 1) -> Scorer:
+        return cls(load_bundle(Path(path), expected_features=FEATURE_NAMES), n_jobs=n_jobs)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.bundle.feature_names
+
+    def _explainer(self, algorithm: str) -> Any:
+        with self._lock:
+            if algorithm not in self._explainers:
+                import fasttreeshap_fixed as fts  # heavy import, only when explaining
+
+                self._explainers[algorithm] = fts.TreeExplainer(
+                    self.booster, algorithm=algorithm, n_jobs=self.n_jobs
+                )
+            return self._explainers[algorithm]
+
+    def contributions(self, matrix: np.ndarray) -> tuple[np.ndarray, float]:
+        """Exact TreeSHAP (log-odds) for an encoded matrix, and the base value."""
+        algorithm = "v2" if len(matrix) >= V2_MIN_ROWS else "v1"
+        explainer = self._explainer(algorithm)
+        phi = np.asarray(explainer.shap_values(matrix, check_additivity=False), dtype=np.float64)
+        if phi.ndim == 3:  # some versions return one array per class
+            phi = phi[-1]
+        base = float(np.ravel(explainer.expected_value)[-1])
+        return phi, base
+
+    def score(self, features: pd.DataFrame, explain: bool = True) -> ScoreBatch:
+        """Score a feature table holding (at least) the declared feature columns."""
+        matrix = model_matrix(features, self.feature_names)
+        values = features.loc[:, list(self.feature_names)].to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        if len(matrix) == 0:
+            empty = np.zeros(0)
+            return ScoreBatch(
+                self.feature_names,
+                values,
+                empty,
+                empty,
+                empty.astype(str),
+                np.zeros((0, len(self.feature_names))) if explain else None,
+                0.0,
+            )
+        raw = self.booster.predict(matrix, raw_score=True, num_threads=self.n_jobs)
+        prob = self.bundle.calibration(raw)
+        band = self.bundle.bands.assign(prob)
+        contrib, base = (None, float("nan"))
+        if explain:
+            contrib, base = self.contributions(matrix)
+        return ScoreBatch(self.feature_names, values, raw, prob, band, contrib, base)
+
+    def additivity_error(self, features: pd.DataFrame) -> float:
+        """Largest |sum(contributions) + base - raw| over the rows (should be ~1e-12)."""
+        batch = self.score(features, explain=True)
+        if len(batch) == 0:
+            return 0.0
+        assert batch.contributions is not None
+        return float(np.max(np.abs(batch.contributions.sum(axis=1) + batch.base_value - batch.raw)))

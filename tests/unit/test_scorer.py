@@ -1,0 +1,79 @@
+"""The shared Scorer: exact TreeSHAP, calibration, bands, reasons and a verified bundle."""
+
+from __future__ import annotations
+
+import shutil
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from exportguard.bundle import BundleError, load_bundle
+from exportguard.features.matrix import model_matrix
+from exportguard.features.registry import FEATURE_NAMES
+from exportguard.serving.scorer import V2_MIN_ROWS, Scorer
+from factories import make_feature_table
+
+
+def test_contributions_equal_lightgbm_pred_contrib(tiny_bundle, feature_table):
+    scorer = Scorer.from_path(tiny_bundle)
+    batch = scorer.score(feature_table)
+    ref = scorer.booster.predict(model_matrix(feature_table), pred_contrib=True)
+    np.testing.assert_allclose(batch.contributions, ref[:, :-1], atol=1e-9)
+    assert batch.base_value == pytest.approx(ref[0, -1], abs=1e-9)
+    np.testing.assert_allclose(batch.contributions.sum(1) + batch.base_value, batch.raw, atol=1e-9)
+
+
+def test_large_batches_use_the_v2_path_with_identical_values(tiny_bundle):
+    frame = make_feature_table(V2_MIN_ROWS + 10, seed=3)
+    scorer = Scorer.from_path(tiny_bundle, n_jobs=2)
+    ref = lgb.Booster(model_str=scorer.bundle.model_text).predict(
+        model_matrix(frame), pred_contrib=True
+    )
+    batch = scorer.score(frame)
+    np.testing.assert_allclose(batch.contributions, ref[:, :-1], atol=1e-9)
+
+
+def test_probability_is_calibrated_monotone_and_banded(tiny_bundle, feature_table):
+    scorer = Scorer.from_path(tiny_bundle)
+    batch = scorer.score(feature_table, explain=False)
+    order = np.argsort(batch.raw)
+    assert np.all(np.diff(batch.prob[order]) >= 0)
+    assert set(batch.band) <= {"high", "review", "low"}
+    assert np.all((batch.prob >= 0.8) == (batch.band == "high"))
+
+
+def test_reasons_are_positive_sorted_and_readable(tiny_bundle, feature_table):
+    batch = Scorer.from_path(tiny_bundle).score(feature_table)
+    top = int(np.argmax(batch.raw))
+    reasons = batch.reasons(top, k=3)
+    assert reasons, "the riskiest row has risk-raising features"
+    contribs = [r.contribution for r in reasons]
+    assert contribs == sorted(contribs, reverse=True) and contribs[-1] > 0
+    assert all(r.feature in FEATURE_NAMES and r.sentence for r in reasons)
+    fam = batch.family_contributions(top)
+    assert sum(fam.values()) == pytest.approx(float(batch.contributions[top].sum()))
+
+
+def test_tampered_bundle_is_refused(tiny_bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(tiny_bundle, copy)
+    with open(copy / "calibration.json", "a") as fh:
+        fh.write(" ")
+    with pytest.raises(BundleError, match="calibration.json"):
+        load_bundle(copy)
+
+
+def test_bundle_with_other_feature_list_is_refused(tiny_bundle):
+    with pytest.raises(BundleError, match="feature list"):
+        load_bundle(tiny_bundle, expected_features=FEATURE_NAMES[:-1])
+
+
+def test_missing_and_infinite_inputs(tiny_bundle, feature_table):
+    scorer = Scorer.from_path(tiny_bundle)
+    frame = feature_table.copy()
+    frame.loc[:, list(FEATURE_NAMES)] = np.nan
+    batch = scorer.score(frame)
+    assert np.isfinite(batch.prob).all()
+    frame.iloc[0, 1] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        scorer.score(frame)
