@@ -1,9 +1,109 @@
-"""Subcommands of the `features` stage."""
+"""Subcommands of the feature stage: `validate` and `features`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _load_policy(params: Path | None):  # type: ignore[no-untyped-def]
+    from exportguard.errors import ExportguardError
+    from exportguard.features.policy import Policy
+
+    if params is None:
+        return Policy()
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        data = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ExportguardError(f"cannot read params file {params}: {exc}") from None
+    try:
+        return Policy.from_mapping(data.get("policy"))
+    except ValidationError as exc:
+        raise ExportguardError(f"{params}: invalid policy section:\n{exc}") from None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from exportguard.features.contract import parse_as_of, read_tables
+
+    horizon = parse_as_of(args.horizon) if args.horizon else None
+    _, report = read_tables(args.data, horizon=horizon)
+    print(f"{args.data}: valid under data contract v1")
+    print(report.render())
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from exportguard.errors import ExportguardError
+    from exportguard.features.compute import account_features
+    from exportguard.features.contract import parse_as_of, read_tables
+
+    if args.out.suffix != ".parquet":
+        raise ExportguardError(f"--out {args.out} must end in .parquet")
+    policy = _load_policy(args.params)
+    tables, report = read_tables(args.data)
+    as_of = parse_as_of(args.as_of) if args.as_of else report.horizon
+    if as_of is None:
+        raise ExportguardError(
+            "no --as-of given and the data has no activity to infer a horizon from"
+        )
+    frame = account_features(tables, as_of, policy)
+    excluded = len(tables.accounts) - len(frame)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".parquet.tmp")
+    frame.assign(as_of=as_of).to_parquet(tmp, index=False)
+    tmp.replace(args.out)
+    log.info(
+        "wrote %d accounts x %d features as of %s to %s (%d accounts created at or after %s not included)",
+        len(frame),
+        frame.shape[1] - 1,
+        as_of,
+        args.out,
+        excluded,
+        as_of,
+    )
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this stage's subcommands to the `exportguard` parser."""
+    """Add `validate` and `features` to the `exportguard` parser."""
+    p = sub.add_parser(
+        "validate",
+        help="check a data directory against the raw-data contract",
+        description="Check every table of the data contract (Parquet or CSV) in DIR: columns, types, "
+        "ids, enumerations, country codes, ranges, timestamps, foreign keys. Prints one report "
+        "and exits 2 on any problem.",
+    )
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="data directory")
+    p.add_argument(
+        "--horizon",
+        metavar="T",
+        help="latest allowed time (default: the end of the data's latest activity)",
+    )
+    p.set_defaults(handler=_validate)
+
+    p = sub.add_parser(
+        "features",
+        help="compute point-in-time account features",
+        description="Validate DIR, then write one row per account created before T with the declared "
+        "feature list, computed only from rows dated before T.",
+    )
+    p.add_argument("--data", type=Path, required=True, metavar="DIR", help="data directory")
+    p.add_argument(
+        "--as-of", metavar="T", help="point in time (ISO 8601; default: the data horizon)"
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="FILE.parquet", help="output Parquet file"
+    )
+    p.add_argument(
+        "--params",
+        type=Path,
+        metavar="params.yaml",
+        help="read the `policy` section from this file",
+    )
+    p.set_defaults(handler=_features)

@@ -1,0 +1,275 @@
+"""Read a data directory and check it against the raw-data contract (v1).
+
+Two steps, so that a report can say exactly what is wrong:
+
+1. *Coercion* (`columns.py`): each contract column is converted to its in-memory type
+   (naive-UTC timestamps, strings, numbers, booleans); values that cannot be converted are
+   counted as problems, never silently turned into missing values.
+2. *Validation* with pandera: nullability, unique ids, enumerations, country codes,
+   ranges; then cross-table checks (foreign keys, the data horizon).
+
+Every problem found is collected into one `ContractError` report (table, column, what is
+wrong, how many rows, a few examples) instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from exportguard.errors import ExportguardError
+from exportguard.features.columns import SPECS, ColumnSpec, Problem, coerce_table
+from exportguard.features.tables import OPTIONAL_TABLES, REQUIRED_TABLES, TIME_COLUMNS, RawTables
+
+log = logging.getLogger(__name__)
+
+#: Slack allowed between the data horizon and non-activity timestamps (labels, sign-ups).
+HORIZON_SLACK = pd.Timedelta(days=1)
+
+
+class ContractError(ExportguardError):
+    """The data directory breaks the contract; the message is the full report."""
+
+    def __init__(self, problems: list[Problem], data_dir: Path) -> None:
+        self.problems = problems
+        lines = [f"{data_dir}: {len(problems)} problem(s) with the data contract:"]
+        lines += [f"  - {p.render()}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class ValidationReport:
+    """What `read_tables` found: row counts, warnings, and which optional tables are absent."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    missing_optional: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    horizon: pd.Timestamp | None = None
+
+    def render(self) -> str:
+        lines = [f"{name}: {n:,} rows" for name, n in self.rows.items()]
+        lines += [
+            f"{name}: absent (optional; its features will be missing)"
+            for name in self.missing_optional
+        ]
+        if self.horizon is not None:
+            lines.append(f"data horizon: {self.horizon}")
+        lines += [f"warning: {w.render()}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _find_file(data_dir: Path, table: str) -> Path | None:
+    candidates = [
+        p for p in (data_dir / f"{table}.parquet", data_dir / f"{table}.csv") if p.is_file()
+    ]
+    if len(candidates) > 1:
+        raise ContractError(
+            [Problem(table, None, "both a .parquet and a .csv file exist; keep one", 0)], data_dir
+        )
+    return candidates[0] if candidates else None
+
+
+def _read_file(path: Path, specs: tuple[ColumnSpec, ...]) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        # Everything as text; coercion converts and reports what does not parse.
+        return pd.read_csv(path, dtype=str, keep_default_na=True, na_values=[""])
+    import pyarrow.parquet as pq
+
+    wanted = [s.name for s in specs]
+    present = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in wanted if c in present])
+
+
+def _load(
+    data_dir: Path, problems: list[Problem], report: ValidationReport
+) -> dict[str, pd.DataFrame]:
+    frames: dict[str, pd.DataFrame] = {}
+    for table in REQUIRED_TABLES + OPTIONAL_TABLES:
+        path = _find_file(data_dir, table)
+        if path is None:
+            if table in REQUIRED_TABLES:
+                problems.append(
+                    Problem(
+                        table,
+                        None,
+                        f"required table missing: expected {table}.parquet or {table}.csv",
+                        0,
+                    )
+                )
+            else:
+                report.missing_optional.append(table)
+            continue
+        try:
+            raw = _read_file(path, SPECS[table])
+        except Exception as exc:  # any reader failure is a bad file, reported by name
+            problems.append(
+                Problem(table, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}", 0)
+            )
+            continue
+        missing = [s.name for s in SPECS[table] if s.name not in raw.columns]
+        if missing:
+            problems.append(Problem(table, ", ".join(missing), "required column(s) missing", 0))
+            continue
+        frames[table] = coerce_table(table, raw, problems)
+        report.rows[table] = len(raw)
+    return frames
+
+
+def _schema_checks(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> None:
+    from exportguard.features.schemas import validate_frame
+
+    coerced = {(p.table, p.column) for p in problems}
+    for table, frame in frames.items():
+        for p in validate_frame(table, frame):
+            # a value that failed coercion is already reported; don't report it again as missing
+            if not (p.message.startswith("missing value") and (table, p.column) in coerced):
+                problems.append(p)
+
+
+def _foreign_keys(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> None:
+    accounts = frames.get("accounts")
+    if accounts is not None:
+        known = pd.Index(accounts["account_id"].dropna().unique())
+        for table in ("payments", "api_usage", "logins", "labels"):
+            df = frames.get(table)
+            if df is None:
+                continue
+            bad = ~df["account_id"].isin(known) & df["account_id"].notna()
+            if bad.any():
+                problems.append(
+                    Problem.of(
+                        table,
+                        "account_id",
+                        "refers to an account not in accounts",
+                        df.loc[bad, "account_id"],
+                    )
+                )
+    orgs = frames.get("organizations")
+    if orgs is not None:
+        known_orgs = pd.Index(orgs["org_id"].dropna().unique())
+        for table in ("accounts", "ownership"):
+            df = frames.get(table)
+            if df is None:
+                continue
+            bad = df["org_id"].notna() & ~df["org_id"].isin(known_orgs)
+            if bad.any():
+                problems.append(
+                    Problem.of(
+                        table,
+                        "org_id",
+                        "refers to an organisation not in organizations",
+                        df.loc[bad, "org_id"],
+                    )
+                )
+    elif frames.get("ownership") is not None:
+        problems.append(
+            Problem("ownership", None, "ownership given without the organizations table", 0)
+        )
+
+
+def data_horizon(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """The data's own 'now': the end of its latest activity (usage hour, payment or login)."""
+    ends = []
+    usage = frames.get("api_usage")
+    if usage is not None and usage["hour"].notna().any():
+        ends.append(usage["hour"].max() + pd.Timedelta(hours=1))
+    for table, col in (("payments", "paid_at"), ("logins", "login_at")):
+        df = frames.get(table)
+        if df is not None and df[col].notna().any():
+            ends.append(df[col].max())
+    return max(ends) if ends else None
+
+
+def _horizon_checks(
+    frames: dict[str, pd.DataFrame], horizon: pd.Timestamp, problems: list[Problem]
+) -> None:
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    for table, col in TIME_COLUMNS.items():
+        df = frames.get(table)
+        if df is None:
+            continue
+        limit = min(horizon + HORIZON_SLACK, now)
+        late = df[col] > limit
+        if late.any():
+            problems.append(
+                Problem.of(
+                    table,
+                    col,
+                    f"dated after the data horizon {horizon} (+1 day)",
+                    df.loc[late, col],
+                )
+            )
+
+
+def _consistency_warnings(frames: dict[str, pd.DataFrame], report: ValidationReport) -> None:
+    accounts = frames.get("accounts")
+    if accounts is None:
+        return
+    created = accounts.set_index("account_id")["created_at"]
+    created = created[~created.index.duplicated()]
+    for table, col in (
+        ("api_usage", "hour"),
+        ("payments", "paid_at"),
+        ("logins", "login_at"),
+        ("labels", "labelled_at"),
+    ):
+        df = frames.get(table)
+        if df is None or not len(df):
+            continue
+        slack = pd.Timedelta(hours=1) if table == "api_usage" else pd.Timedelta(0)
+        start = df["account_id"].map(created)
+        early = (df[col] + slack < start).to_numpy(dtype=bool, na_value=False)
+        if early.any():
+            report.warnings.append(
+                Problem.of(
+                    table,
+                    col,
+                    "dated before the account's created_at (kept; point-in-time features still use it only after sign-up time T)",
+                    df.loc[early, col],
+                )
+            )
+
+
+def read_tables(
+    data_dir: str | Path, horizon: pd.Timestamp | None = None
+) -> tuple[RawTables, ValidationReport]:
+    """Load and validate every contract table in `data_dir`; raise ContractError listing all problems."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ExportguardError(f"data directory {data_dir} does not exist or is not a directory")
+    problems: list[Problem] = []
+    report = ValidationReport()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        frames = _load(data_dir, problems, report)
+        _schema_checks(frames, problems)
+    _foreign_keys(frames, problems)
+    report.horizon = horizon if horizon is not None else data_horizon(frames)
+    if report.horizon is not None:
+        _horizon_checks(frames, report.horizon, problems)
+    if problems:
+        raise ContractError(problems, data_dir)
+    _consistency_warnings(frames, report)
+    for w in report.warnings:
+        log.warning("%s", w.render())
+    tables = RawTables(**{name: frames.get(name) for name in REQUIRED_TABLES + OPTIONAL_TABLES})
+    return tables, report
+
+
+def parse_as_of(text: str) -> pd.Timestamp:
+    """Parse a CLI time (ISO 8601; timezone-aware values are converted to naive UTC)."""
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise ExportguardError(
+            f"--as-of {text!r} is not a date or time (use ISO 8601, e.g. 2026-10-01 or 2026-10-01T12:00)"
+        ) from None
+    if ts is pd.NaT or (isinstance(ts, float) and np.isnan(ts)):
+        raise ExportguardError(f"--as-of {text!r} is not a date or time")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("ns")

@@ -1,0 +1,211 @@
+"""Reading and validating a data directory: clean data passes, each kind of bad input is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exportguard.cli import main
+from exportguard.features.contract import ContractError, read_tables
+
+
+def tiny_world() -> dict[str, pd.DataFrame]:
+    t0 = pd.Timestamp("2026-01-01")
+    accounts = pd.DataFrame(
+        {
+            "account_id": ["a1", "a2", "a3"],
+            "created_at": [t0, t0 + pd.Timedelta(days=3), t0 + pd.Timedelta(days=9)],
+            "account_type": ["individual", "organization", "organization"],
+            "org_id": [None, "o1", "o2"],
+            "declared_country": ["US", "SG", "HK"],
+            "billing_country": ["US", None, "HK"],
+            "email_domain": ["gmail.com", "acme.sg", "tradeco.hk"],
+            "signup_ip_country": ["US", "CN", None],
+            "tier": ["free", "scale", "build"],
+            "is_channel_partner": [False, False, True],
+            "research_exemption": [False, True, False],
+        }
+    )
+    organizations = pd.DataFrame(
+        {
+            "org_id": ["o1", "o2"],
+            "legal_name": ["Acme Pte Ltd", "Tradeco Ltd"],
+            "registered_country": ["SG", "HK"],
+            "incorporated_at": [t0 - pd.Timedelta(days=20), None],
+            "registered_address": ["1 raffles pl", "8 queens rd"],
+        }
+    )
+    ownership = pd.DataFrame(
+        {
+            "org_id": ["o1", "o1"],
+            "owner_name": ["Li Wei", "Acme Holdings"],
+            "owner_type": ["person", "company"],
+            "owner_country": ["CN", "SG"],
+            "ownership_pct": [60.0, 40.0],
+        }
+    )
+    payments = pd.DataFrame(
+        {
+            "payment_id": ["p1", "p2"],
+            "account_id": ["a1", "a2"],
+            "paid_at": [t0 + pd.Timedelta(days=1), t0 + pd.Timedelta(days=5)],
+            "amount_usd": [20.0, 500.0],
+            "method": ["card", "crypto"],
+            "instrument_id": ["i1", "i2"],
+            "issuer_country": ["US", None],
+            "status": ["succeeded", "failed"],
+        }
+    )
+    api_usage = pd.DataFrame(
+        {
+            "account_id": ["a1", "a2", "a2"],
+            "api_key_id": ["k1", "k2", "k3"],
+            "hour": [t0 + pd.Timedelta(hours=30), t0 + pd.Timedelta(days=4), t0 + pd.Timedelta(days=10)],
+            "ip_prefix": ["1.2.3.0/24", "5.6.7.0/24", "2001:db8::/48"],
+            "ip_country": ["US", "CN", None],
+            "asn": [7922, 4134, 16509],
+            "network_type": ["residential", "hosting", "vpn_proxy"],
+            "requests": [10, 400, 50],
+            "input_tokens": [1000, 90000, 5000],
+            "output_tokens": [500, 30000, 2000],
+            "end_user_ids": [0, 35, 2],
+            "top_language": ["en", "zh", None],
+            "top_language_share": [0.9, 0.8, None],
+        }
+    )
+    logins = pd.DataFrame(
+        {
+            "account_id": ["a1", "a2"],
+            "login_at": [t0 + pd.Timedelta(hours=2), t0 + pd.Timedelta(days=4, hours=1)],
+            "ip_country": ["US", "SG"],
+            "network_type": ["residential", "vpn_proxy"],
+            "device_id": ["d1", "d2"],
+            "browser_tz_offset_min": [-300, 480],
+            "browser_language": ["en-US", "zh-CN"],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "account_id": ["a2"],
+            "label": [1],
+            "labelled_at": [t0 + pd.Timedelta(days=10)],
+            "source": ["tip"],
+            "typology": ["shell_company"],
+        }
+    )
+    restricted_entities = pd.DataFrame({"name": ["Huawei Cloud"], "country": ["CN"], "list_name": ["BIS Entity List"]})
+    return {
+        "accounts": accounts, "organizations": organizations, "ownership": ownership,
+        "payments": payments, "api_usage": api_usage, "logins": logins, "labels": labels,
+        "restricted_entities": restricted_entities,
+    }
+
+
+def write(tables: dict[str, pd.DataFrame], out: Path, fmt: str = "parquet") -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        if fmt == "csv":
+            df.to_csv(out / f"{name}.csv", index=False)
+        else:
+            df.to_parquet(out / f"{name}.parquet", index=False)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_clean_world_reads_with_contract_types(tmp_path, fmt):
+    tables, report = read_tables(write(tiny_world(), tmp_path / "d", fmt))
+    assert report.rows["api_usage"] == 3 and not report.missing_optional
+    assert str(tables.accounts["created_at"].dtype) == "datetime64[ns]"
+    assert tables.accounts["is_channel_partner"].tolist() == [False, False, True]
+    assert tables.api_usage["requests"].dtype == "int64"
+    assert tables.organizations["incorporated_at"].isna().tolist() == [False, True]
+    assert report.horizon == pd.Timestamp("2026-01-11 01:00")
+
+
+def test_timezone_aware_and_float_ids_are_normalised(tmp_path):
+    world = tiny_world()
+    world["payments"]["paid_at"] = world["payments"]["paid_at"].dt.tz_localize("UTC").dt.tz_convert("Asia/Singapore")
+    world["api_usage"]["asn"] = world["api_usage"]["asn"].astype(float)
+    tables, _ = read_tables(write(world, tmp_path / "d"))
+    assert tables.payments["paid_at"].iloc[0] == pd.Timestamp("2026-01-02")
+    assert tables.api_usage["asn"].dtype == "int64"
+
+
+def test_missing_optional_tables_are_reported_not_fatal(tmp_path):
+    world = tiny_world()
+    for name in ("organizations", "ownership", "restricted_entities"):
+        del world[name]
+    tables, report = read_tables(write(world, tmp_path / "d"))
+    assert tables.organizations is None and tables.restricted_entities is None
+    assert set(report.missing_optional) == {"organizations", "ownership", "restricted_entities"}
+    assert "absent (optional" in report.render()
+
+
+def corrupt(world: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    world["accounts"].loc[2, "account_id"] = "a1"  # duplicate id
+    world["accounts"].loc[0, "declared_country"] = "usa"  # bad country code
+    world["payments"].loc[1, "method"] = "cheque"  # not in the enumeration
+    world["api_usage"]["top_language_share"] = world["api_usage"]["top_language_share"].astype(object)
+    world["api_usage"].loc[0, "top_language_share"] = 1.7  # share out of range
+    world["api_usage"]["requests"] = world["api_usage"]["requests"].astype(object)
+    world["api_usage"].loc[1, "requests"] = "many"  # not a number
+    world["logins"]["login_at"] = world["logins"]["login_at"].astype(str)
+    world["logins"].loc[0, "login_at"] = "yesterday-ish"  # unparseable time
+    world["labels"].loc[0, "account_id"] = "ghost"  # unknown account
+    world["ownership"].loc[0, "ownership_pct"] = 140.0
+    return world
+
+
+def test_corrupted_world_gets_one_report_naming_every_problem(tmp_path):
+    with pytest.raises(ContractError) as err:
+        read_tables(write(corrupt(tiny_world()), tmp_path / "d", "csv"))
+    text = str(err.value)
+    for expected in (
+        "accounts.account_id: duplicate id",
+        "accounts.declared_country: not a two-letter upper-case",
+        "payments.method: not one of card",
+        "api_usage.top_language_share: above the maximum 1",
+        "api_usage.requests: not a number (1 row); e.g. 'many'",
+        "logins.login_at: unparseable timestamp",
+        "labels.account_id: refers to an account not in accounts (1 row); e.g. 'ghost'",
+        "ownership.ownership_pct: above the maximum 100",
+    ):
+        assert expected in text, f"{expected!r} not in report:\n{text}"
+
+
+def test_missing_required_table_and_column(tmp_path):
+    world = tiny_world()
+    del world["logins"]
+    world["payments"] = world["payments"].drop(columns=["status"])
+    with pytest.raises(ContractError) as err:
+        read_tables(write(world, tmp_path / "d"))
+    assert "logins: required table missing" in str(err.value)
+    assert "payments.status: required column(s) missing" in str(err.value)
+
+
+def test_rows_after_the_horizon_are_refused(tmp_path):
+    world = tiny_world()
+    world["labels"].loc[0, "labelled_at"] = pd.Timestamp("2027-06-01")
+    with pytest.raises(ContractError, match="labels.labelled_at: dated after the data horizon"):
+        read_tables(write(world, tmp_path / "d"))
+
+
+def test_validate_cli_reports_without_traceback(tmp_path, capsys):
+    good = write(tiny_world(), tmp_path / "good")
+    assert main(["validate", "--data", str(good)]) == 0
+    assert "valid under data contract v1" in capsys.readouterr().out
+    bad = write(corrupt(tiny_world()), tmp_path / "bad", "csv")
+    assert main(["validate", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "problem(s) with the data contract" in err and "Traceback" not in err
+    assert main(["validate", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unreadable_file_is_named(tmp_path):
+    d = write(tiny_world(), tmp_path / "d")
+    (d / "payments.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ContractError, match="payments: cannot read payments.parquet"):
+        read_tables(d)
