@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from exportguard.errors import ExportguardError
 
 BUNDLE_FILES = ("model.txt", "calibration.json", "features.json", "reference.json")

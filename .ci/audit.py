@@ -19,15 +19,40 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         req = Path(tmp) / "requirements.txt"
         subprocess.run(
-            [str(uv), "export", "--frozen", "--no-hashes", "--no-emit-project", "--all-extras",
-             "--format", "requirements-txt", "-o", str(req)],
-            check=True, cwd=root, stdout=subprocess.DEVNULL,
+            [
+                str(uv),
+                "export",
+                "--frozen",
+                "--no-hashes",
+                "--no-emit-project",
+                "--all-extras",
+                "--format",
+                "requirements-txt",
+                "-o",
+                str(req),
+            ],
+            check=True,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
         )
         out = Path(tmp) / "audit.json"
         proc = subprocess.run(
-            [str(root / ".venv" / "bin" / "pip-audit"), "-r", str(req), "--no-deps", "--disable-pip",
-             "--progress-spinner", "off", "--format", "json", "-o", str(out)],
-            cwd=root, capture_output=True, text=True,
+            [
+                str(root / ".venv" / "bin" / "pip-audit"),
+                "-r",
+                str(req),
+                "--no-deps",
+                "--disable-pip",
+                "--progress-spinner",
+                "off",
+                "--format",
+                "json",
+                "-o",
+                str(out),
+            ],
+            cwd=root,
+            capture_output=True,
+            text=True,
         )
         if not out.exists():
             print(proc.stdout, proc.stderr, file=sys.stderr)
@@ -43,7 +68,9 @@ def main() -> int:
         print(f"audit: known vulnerability without a fix: {row}")
     for row in fixable:
         print(f"audit: FIXABLE vulnerability: {row}")
-    print(f"audit: {len(report.get('dependencies', []))} locked packages, {len(fixable)} fixable, {len(unfixable)} unfixable")
+    print(
+        f"audit: {len(report.get('dependencies', []))} locked packages, {len(fixable)} fixable, {len(unfixable)} unfixable"
+    )
     return 1 if fixable else 0
 
 

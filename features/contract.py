@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from exportguard.errors import ExportguardError
 from exportguard.features.columns import SPECS, ColumnSpec, Problem, coerce_table
 from exportguard.features.tables import OPTIONAL_TABLES, REQUIRED_TABLES, TIME_COLUMNS, RawTables

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
 from exportguard.features.registry import FEATURE_NAMES
 
 MISSING = -1.0e9

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+
 from exportguard.features.columns import SPECS, ColumnSpec, Problem
 
 _PATTERNS = {

@@ -17,6 +17,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
 from exportguard.bundle import Bundle, BundleError, load_bundle
 from exportguard.features.matrix import model_matrix
 from exportguard.features.registry import BY_NAME, FEATURE_NAMES, Feature

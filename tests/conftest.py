@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from factories import build_bundle, make_feature_table
 
 for _k, _v in {

@@ -7,10 +7,11 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
 from exportguard.bundle import Bands, Calibration, write_bundle
 from exportguard.features.matrix import model_matrix
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
-from sklearn.isotonic import IsotonicRegression
 
 
 def make_feature_table(n: int, seed: int = 0) -> pd.DataFrame:

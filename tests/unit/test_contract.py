@@ -62,7 +62,11 @@ def tiny_world() -> dict[str, pd.DataFrame]:
         {
             "account_id": ["a1", "a2", "a2"],
             "api_key_id": ["k1", "k2", "k3"],
-            "hour": [t0 + pd.Timedelta(hours=30), t0 + pd.Timedelta(days=4), t0 + pd.Timedelta(days=10)],
+            "hour": [
+                t0 + pd.Timedelta(hours=30),
+                t0 + pd.Timedelta(days=4),
+                t0 + pd.Timedelta(days=10),
+            ],
             "ip_prefix": ["1.2.3.0/24", "5.6.7.0/24", "2001:db8::/48"],
             "ip_country": ["US", "CN", None],
             "asn": [7922, 4134, 16509],
@@ -95,10 +99,17 @@ def tiny_world() -> dict[str, pd.DataFrame]:
             "typology": ["shell_company"],
         }
     )
-    restricted_entities = pd.DataFrame({"name": ["Huawei Cloud"], "country": ["CN"], "list_name": ["BIS Entity List"]})
+    restricted_entities = pd.DataFrame(
+        {"name": ["Huawei Cloud"], "country": ["CN"], "list_name": ["BIS Entity List"]}
+    )
     return {
-        "accounts": accounts, "organizations": organizations, "ownership": ownership,
-        "payments": payments, "api_usage": api_usage, "logins": logins, "labels": labels,
+        "accounts": accounts,
+        "organizations": organizations,
+        "ownership": ownership,
+        "payments": payments,
+        "api_usage": api_usage,
+        "logins": logins,
+        "labels": labels,
         "restricted_entities": restricted_entities,
     }
 
@@ -126,7 +137,9 @@ def test_clean_world_reads_with_contract_types(tmp_path, fmt):
 
 def test_timezone_aware_and_float_ids_are_normalised(tmp_path):
     world = tiny_world()
-    world["payments"]["paid_at"] = world["payments"]["paid_at"].dt.tz_localize("UTC").dt.tz_convert("Asia/Singapore")
+    world["payments"]["paid_at"] = (
+        world["payments"]["paid_at"].dt.tz_localize("UTC").dt.tz_convert("Asia/Singapore")
+    )
     world["api_usage"]["asn"] = world["api_usage"]["asn"].astype(float)
     tables, _ = read_tables(write(world, tmp_path / "d"))
     assert tables.payments["paid_at"].iloc[0] == pd.Timestamp("2026-01-02")
@@ -147,7 +160,9 @@ def corrupt(world: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     world["accounts"].loc[2, "account_id"] = "a1"  # duplicate id
     world["accounts"].loc[0, "declared_country"] = "usa"  # bad country code
     world["payments"].loc[1, "method"] = "cheque"  # not in the enumeration
-    world["api_usage"]["top_language_share"] = world["api_usage"]["top_language_share"].astype(object)
+    world["api_usage"]["top_language_share"] = world["api_usage"]["top_language_share"].astype(
+        object
+    )
     world["api_usage"].loc[0, "top_language_share"] = 1.7  # share out of range
     world["api_usage"]["requests"] = world["api_usage"]["requests"].astype(object)
     world["api_usage"].loc[1, "requests"] = "many"  # not a number
