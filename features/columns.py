@@ -139,12 +139,42 @@ class Problem:
         return text
 
 
+def _as_text(v: object) -> str | None:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, float) and v.is_integer():  # ids written as 12.0 by a float-typed writer
+        return str(int(v))
+    return v if isinstance(v, str) else str(v)
+
+
 def _to_str(s: pd.Series) -> pd.Series:
-    out = s.astype(object).where(s.notna(), None)
-    floats = out.map(lambda v: isinstance(v, float) and v.is_integer())
-    if floats.any():  # ids written as 12.0 by a float-typed writer
-        out = out.where(~floats, out[floats].map(lambda v: str(int(v))))
-    return out.map(lambda v: v if v is None or isinstance(v, str) else str(v)).astype(object)
+    """Strings as a categorical while validating: each distinct value is converted and checked once.
+
+    `read_tables` turns them into plain object columns before returning (see `as_plain`).
+    """
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes, uniques = s.cat.codes.to_numpy(), s.cat.categories
+    else:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    text = [_as_text(u) for u in uniques]
+    if len(set(text)) == len(text) and None not in text:
+        return pd.Series(
+            pd.Categorical.from_codes(codes, categories=pd.Index(text, dtype=object)), index=s.index
+        )
+    lookup = np.array(
+        text + [None], dtype=object
+    )  # rare: 12 and "12" collide, or a null-like category
+    return pd.Series(pd.Categorical(lookup[codes]), index=s.index)
+
+
+def as_plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categorical string columns back to object columns of str/None (what transforms expect)."""
+    out = frame.copy(deep=False)
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            cats = np.append(np.asarray(out[col].cat.categories, dtype=object), None)
+            out[col] = pd.Series(cats[out[col].cat.codes.to_numpy()], index=out.index, dtype=object)
+    return out
 
 
 def _to_ts(s: pd.Series, table: str, name: str, problems: list[Problem]) -> pd.Series:

@@ -28,7 +28,10 @@ def _per_distinct(predicate) -> object:  # type: ignore[no-untyped-def]
     """Element-wise check evaluated once per distinct value (nulls pass; nullability is separate)."""
 
     def check(s: pd.Series) -> pd.Series:
-        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes, uniques = s.cat.codes.to_numpy(), s.cat.categories
+        else:
+            codes, uniques = pd.factorize(s, use_na_sentinel=True)
         ok = np.fromiter((bool(predicate(u)) for u in uniques), dtype=bool, count=len(uniques))
         ok = np.append(ok, True)  # code -1 (null) -> last entry
         return pd.Series(ok[codes], index=s.index)
