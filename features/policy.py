@@ -139,6 +139,9 @@ class Policy(BaseModel):
     )
     utc_offsets: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_UTC_OFFSETS))
     freemail_domains: tuple[str, ...] = DEFAULT_FREEMAIL
+    #: A network prefix seen on more accounts than this links nobody (shared cloud/NAT/VPN
+    #: prefixes would otherwise chain strangers into one giant component).
+    max_prefix_accounts: int = Field(default=10, ge=1)
 
     @field_validator("restricted_countries", "intermediary_countries")
     @classmethod

@@ -1,0 +1,140 @@
+"""Graph links: accounts run by one operator share devices, payment instruments, networks, addresses.
+
+Two accounts are linked when, before as_of, they used the same console device
+(logins.device_id), the same payment instrument (payments.instrument_id), the same network
+prefix (api_usage.ip_prefix) or their organisations share a registered address. A prefix
+seen on more than `Policy.max_prefix_accounts` accounts (default 10) is ignored from the moment
+it is: cloud, NAT and mobile-carrier prefixes are shared by strangers. (With 25, hosting and
+VPN prefixes chained a quarter of a 100k world into one component.) Each link is dated by
+when both sides had used the shared thing, so a link formed at or after as_of never counts.
+
+Components (how many accounts are linked, how many of them were confirmed positive before
+as_of) are answered offline: requests sorted by time, links added in first-seen order with
+union-find, and a full rebuild (scipy connected components) whenever a prefix stops
+counting or many links arrive at once. Entity nodes (devices, instruments, prefixes,
+addresses) sit in the graph as hubs, so no account-pair list is ever built.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from exportguard.features.components import OfflineComponents
+from exportguard.features.context import NAT, Context, SortedGroups, floats, index_codes, to_ns
+
+log = logging.getLogger(__name__)
+
+
+def first_seen(acc: np.ndarray, ent: np.ndarray, time: np.ndarray, limit: int):
+    """Distinct (account, entity) pairs with the first time seen, among rows before `limit`,
+    keeping only entities seen on at least two accounts (the only ones that link)."""
+    ok = (acc >= 0) & (ent >= 0) & (time != NAT) & (time < limit)
+    if not ok.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    base = int(ent.max()) + 1
+    groups = SortedGroups(acc[ok] * base + ent[ok])
+    times = time[ok] if groups.order is None else time[ok][groups.order]
+    p_time = np.minimum.reduceat(times, groups.starts)
+    p_acc, p_ent = groups.keys // base, groups.keys % base
+    n_accounts = np.bincount(p_ent, minlength=base)
+    keep = n_accounts[p_ent] >= 2
+    return p_acc[keep], p_ent[keep], p_time[keep]
+
+
+def shared_accounts(
+    ctx: Context, p_acc: np.ndarray, p_ent: np.ndarray, p_time: np.ndarray
+) -> np.ndarray:
+    """Distinct other accounts that used one of the request account's entities before as_of."""
+    n = ctx.n_req
+    if len(p_acc) == 0:
+        return np.zeros(n)
+    own = ctx.join(p_acc, p_time)
+    ent = p_ent[own.rows]
+    order = np.argsort(p_ent, kind="stable")
+    count = np.bincount(p_ent, minlength=int(p_ent.max()) + 1)
+    start = np.cumsum(count) - count
+    k = count[ent]
+    req = np.repeat(own.req, k)
+    offset = np.arange(len(req)) - np.repeat(np.cumsum(k) - k, k)
+    partner = order[np.repeat(start[ent], k) + offset]
+    other = p_acc[partner]
+    ok = (p_time[partner] < ctx.req_asof[req]) & (other != ctx.req_acc[req])
+    req, other = req[ok], other[ok]
+    if len(req) == 0:
+        return np.zeros(n)
+    uniq = pd.unique(req * (ctx.n_acc + 1) + other)
+    return np.bincount(uniq // (ctx.n_acc + 1), minlength=n).astype(np.float64)
+
+
+def _prefix_deaths(p_ent: np.ndarray, p_time: np.ndarray, cap: int) -> np.ndarray:
+    """Per prefix: first-seen time of its (cap+1)-th account (it stops linking after it)."""
+    n_ent = int(p_ent.max()) + 1 if len(p_ent) else 0
+    death = np.full(n_ent, np.iinfo(np.int64).max, dtype=np.int64)
+    if len(p_ent) == 0:
+        return death
+    order = np.lexsort((p_time, p_ent))
+    ents, times = p_ent[order], p_time[order]
+    start = np.searchsorted(ents, np.arange(n_ent), side="left")
+    rank = np.arange(len(ents)) - start[ents]
+    over = rank == cap
+    death[ents[over]] = times[over]
+    return death
+
+
+def _address_pairs(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(account, address) links dated when both the account and its organisation existed."""
+    t = ctx.tables
+    empty = np.zeros(0, dtype=np.int64)
+    if t.organizations is None:
+        return empty, empty, empty
+    orgs = t.organizations
+    acc_org = index_codes(t.accounts["org_id"], pd.Index(orgs["org_id"]))
+    addr, _ = ctx.codes("organizations", "registered_address")
+    inc = to_ns(orgs["incorporated_at"])
+    has = np.flatnonzero((acc_org >= 0) & (addr[np.maximum(acc_org, 0)] >= 0))
+    org = acc_org[has]
+    time = np.maximum(ctx.created[has], inc[org])  # NaT (min int64) -> the account's sign-up
+    return first_seen(has, addr[org], time, int(ctx.req_asof.max(initial=NAT)))
+
+
+def graph_features(ctx: Context) -> dict[str, np.ndarray]:
+    """Graph family, one value per request."""
+    limit = int(ctx.req_asof.max(initial=NAT))
+    dev_codes, _ = ctx.codes("logins", "device_id")
+    ins_codes, _ = ctx.codes("payments", "instrument_id")
+    pre_codes, _ = ctx.codes("api_usage", "ip_prefix")
+    lg, pay, use = ctx.logins, ctx.payments, ctx.usage
+    devices = first_seen(lg["acc"], dev_codes, lg["time"], limit)
+    instruments = first_seen(pay["acc"], ins_codes, pay["time"], limit)
+    prefixes = first_seen(use["acc"], pre_codes, use["time"], limit)
+    addresses = _address_pairs(ctx)
+
+    graph = OfflineComponents(ctx.n_acc)
+    for kind, (p_acc, p_ent, p_time) in (
+        ("device", devices),
+        ("instrument", instruments),
+        ("address", addresses),
+    ):
+        graph.add_links(kind, p_acc, p_ent, p_time)
+    deaths = _prefix_deaths(prefixes[1], prefixes[2], ctx.max_prefix_accounts)
+    graph.add_links("prefix", *prefixes, expires=deaths[prefixes[1]] if len(prefixes[1]) else None)
+
+    lab = ctx.tables.labels
+    l_acc = index_codes(lab["account_id"], ctx.account_ids)
+    positive = (floats(lab["label"]) == 1) & (l_acc >= 0)
+    first_positive = np.full(ctx.n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    l_time = to_ns(lab["labelled_at"])
+    positive &= l_time != NAT
+    np.minimum.at(first_positive, l_acc[positive], l_time[positive])
+
+    size, linked_pos = graph.answer(ctx.req_acc, ctx.req_asof, first_positive)
+    return {
+        "linked_component_size": size,
+        "shared_device_accounts": shared_accounts(ctx, *devices),
+        "shared_instrument_accounts": shared_accounts(ctx, *instruments),
+        "linked_confirmed_positives": linked_pos,
+    }
