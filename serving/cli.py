@@ -1,9 +1,169 @@
-"""Subcommands of the `serving` stage."""
+"""Subcommands of the `serving` stage: `serve` (the BentoML service) and `audit verify`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SERVICE_IMPORT = "exportguard.serving.service:ExportGuard"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's subcommands to the `exportguard` parser."""
+    serve = sub.add_parser(
+        "serve",
+        help="start the authenticated, audited HTTP scoring service (BentoML)",
+        description=(
+            "Verify the model bundle, the API tokens and the audit log, then start the BentoML "
+            "service. Tokens come only from EXPORTGUARD_API_TOKENS (comma-separated `id:token`) "
+            "or EXPORTGUARD_API_TOKENS_FILE / --tokens-file; the service never runs without one."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=3000, help="port (default 3000)")
+    serve.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="bundle directory ($EXPORTGUARD_MODEL, else models/champion)",
+    )
+    serve.add_argument(
+        "--feature-store",
+        type=Path,
+        default=None,
+        help="snapshot store for /score_accounts ($EXPORTGUARD_FEATURE_STORE, else data/feature_store)",
+    )
+    serve.add_argument(
+        "--audit-log",
+        type=Path,
+        default=None,
+        help="audit log ($EXPORTGUARD_AUDIT_LOG, else audit/decisions.jsonl)",
+    )
+    serve.add_argument(
+        "--tokens-file", type=Path, default=None, help="file of API tokens, one per line"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes (default 1; use the CPU count)",
+    )
+    serve.set_defaults(handler=run_serve)
+
+    audit = sub.add_parser("audit", help="audit log tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="check the audit log's hash chain; name the first broken record"
+    )
+    verify.add_argument("path", type=Path, help="audit log (JSON lines)")
+    verify.set_defaults(handler=run_audit_verify)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be an integer, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {port}")
+    return port
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workers must be an integer, got {text!r}") from None
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"workers must be in 1..64, got {n}")
+    return n
+
+
+def serve_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
+    """The environment the BentoML processes get: flags become EXPORTGUARD_* variables."""
+    from exportguard.serving.settings import MODEL_ENV, SERVICE_NAME
+    from exportguard.telemetry import TELEMETRY_OFF
+
+    env = {**TELEMETRY_OFF, **base}
+    for flag, var in (
+        (args.model, MODEL_ENV),
+        (args.feature_store, "EXPORTGUARD_FEATURE_STORE"),
+        (args.audit_log, "EXPORTGUARD_AUDIT_LOG"),
+        (args.tokens_file, "EXPORTGUARD_API_TOKENS_FILE"),
+    ):
+        if flag is not None:
+            env[var] = str(Path(flag).absolute())
+    raw = env.get("BENTOML_CONFIG_OVERRIDES", "").strip()
+    try:
+        overrides = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"BENTOML_CONFIG_OVERRIDES is not valid JSON ({exc.msg})") from None
+    if not isinstance(overrides, dict):
+        raise ValueError("BENTOML_CONFIG_OVERRIDES must be a JSON object")
+    service = overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})
+    service["workers"] = args.workers
+    env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    return env
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Check everything a worker needs (clear errors here), then replace this process with BentoML."""
+    from exportguard.bundle import load_bundle
+    from exportguard.features.registry import FEATURE_NAMES
+    from exportguard.serving.audit import AuditLog
+    from exportguard.serving.auth import TokenStore
+    from exportguard.serving.settings import ServeSettings
+
+    env = serve_environment(args, dict(os.environ))
+    tokens = TokenStore.from_env(env)
+    settings = ServeSettings.from_env(env)
+    bundle = load_bundle(settings.model_path, expected_features=FEATURE_NAMES)
+    AuditLog(settings.audit_log)
+    log.info(
+        "serving %s v%s (sha256 %s) on http://%s:%d with %d worker(s), %d token(s); audit log %s",
+        bundle.name,
+        bundle.version,
+        bundle.sha256[:12],
+        args.host,
+        args.port,
+        args.workers,
+        len(tokens.token_ids),
+        settings.audit_log,
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE_IMPORT,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+    return 0  # pragma: no cover - execve does not return
+
+
+def run_audit_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the chain is intact, 1 with the first broken line otherwise."""
+    from exportguard.serving.audit import verify
+
+    result = verify(args.path)
+    if result.ok:
+        print(f"{args.path}: intact, {result.records} record(s); last hash {result.last_hash}")
+        return 0
+    print(
+        f"{args.path}: line {result.line}: {result.reason} "
+        f"({result.records} record(s) before it are intact)",
+        file=sys.stderr,
+    )
+    return 1

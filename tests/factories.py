@@ -44,13 +44,15 @@ def planted_labels(frame: pd.DataFrame, seed: int = 0) -> np.ndarray:
     return (signal + rs.normal(0, 0.5, len(frame)) > 1.2).astype(int).to_numpy()
 
 
-def build_bundle(out: Path, n: int = 2000, seed: int = 0, rounds: int = 40) -> Path:
+def build_bundle(
+    out: Path, n: int = 2000, seed: int = 0, rounds: int = 40, num_leaves: int = 15
+) -> Path:
     frame = make_feature_table(n, seed)
     y = planted_labels(frame, seed)
     X = model_matrix(frame)
     params = {
         "objective": "binary",
-        "num_leaves": 15,
+        "num_leaves": num_leaves,
         "learning_rate": 0.1,
         "verbose": -1,
         "seed": seed,

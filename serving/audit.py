@@ -1,0 +1,222 @@
+"""Append-only, hash-chained JSON-lines audit log of scored decisions, and its verifier.
+
+Each line is one decision. `prev_hash` is the previous line's `hash` (64 zeros for the
+first line); `hash` is the sha256 of the record's canonical JSON without the `hash` key.
+An edit changes a record's hash, a deletion or reordering breaks a `prev_hash` link, so
+`verify` names the first line that does not fit. (Removing lines at the very end leaves a
+valid shorter chain: keep the last hash `verify` prints somewhere else to detect that.)
+
+Appends are safe across threads (a lock) and across processes sharing the file (several
+service workers): each append takes an exclusive `fcntl.flock`, reads the chain's last
+hash from the file itself, writes, flushes and fsyncs before releasing it. A request's
+records are appended before its response is sent.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exportguard.errors import ExportguardError
+
+log = logging.getLogger(__name__)
+
+AUDIT_ENV = "EXPORTGUARD_AUDIT_LOG"
+DEFAULT_AUDIT_LOG = Path("audit/decisions.jsonl")
+GENESIS = "0" * 64
+_TAIL_BYTES = 64 * 1024
+
+
+class AuditError(ExportguardError):
+    """The audit log cannot be opened, read or appended to."""
+
+
+def default_audit_path() -> Path:
+    """`$EXPORTGUARD_AUDIT_LOG` if set, else `audit/decisions.jsonl` (relative to the cwd)."""
+    env = os.environ.get(AUDIT_ENV, "").strip()
+    return Path(env) if env else DEFAULT_AUDIT_LOG
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The bytes a record's hash covers: sorted keys, no spaces, no NaN."""
+    return json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+
+
+def _last_hash(fh: Any) -> str:
+    """The `hash` of the file's last line (GENESIS for an empty file); fh is open 'a+b'."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        return GENESIS
+    start = max(0, size - _TAIL_BYTES)
+    while True:
+        fh.seek(start)
+        tail = fh.read(size - start)
+        lines = tail.rstrip(b"\n").split(b"\n")
+        if len(lines) > 1 or start == 0:
+            break
+        start = max(0, start - _TAIL_BYTES)
+    if not tail.endswith(b"\n"):
+        raise AuditError(
+            f"{fh.name}: last line is incomplete (torn write); run `exportguard audit verify`"
+        )
+    try:
+        return str(json.loads(lines[-1])["hash"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise AuditError(
+            f"{fh.name}: last line is not an audit record; run `exportguard audit verify`"
+        ) from None
+
+
+class _Pending:
+    """One caller's records waiting for a group commit."""
+
+    __slots__ = ("records", "hashes", "error", "done")
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.hashes: list[str] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class AuditLog:
+    """Appends records to one chained log file; safe for threads and for processes sharing it.
+
+    Group commit: callers that arrive while a write is in progress queue up; the next one
+    to run writes every queued caller's records with one write and one fsync, and each
+    caller returns only once its own records are on disk. Concurrent requests thus share
+    an fsync instead of paying one each, and the chain order is the commit order.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._cond = threading.Condition()
+        self._pending: list[_Pending] = []
+        self._writing = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a+b") as fh:  # fail at start-up, not on the first request
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    _last_hash(fh)
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        except OSError as exc:
+            raise AuditError(
+                f"audit log {self.path}: cannot open for appending ({exc.strerror})"
+            ) from None
+
+    def append(self, records: Iterable[dict[str, Any]]) -> list[str]:
+        """Chain, write and fsync the records; returns their hashes once they are durable."""
+        mine = _Pending(list(records))
+        if not mine.records:
+            return []
+        with self._cond:
+            self._pending.append(mine)
+            while self._writing and not mine.done:
+                self._cond.wait()
+            if not mine.done:  # nobody is writing: write everything queued, ours included
+                self._writing = True
+                group, self._pending = self._pending, []
+        if not mine.done:
+            error: BaseException | None = None
+            try:
+                self._write(group)
+            except BaseException as exc:  # every caller in the group gets the failure
+                error = exc
+            with self._cond:
+                for entry in group:
+                    entry.error, entry.done = error, True
+                self._writing = False
+                self._cond.notify_all()
+        if mine.error is not None:
+            if isinstance(mine.error, AuditError | OSError):
+                raise mine.error
+            raise AuditError(f"audit log {self.path}: append failed ({mine.error})")
+        return mine.hashes
+
+    def _write(self, group: list[_Pending]) -> None:
+        """One locked, chained write and one fsync for the whole group."""
+        with open(self.path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # other worker processes append to the same chain
+            try:
+                prev = _last_hash(fh)
+                lines: list[bytes] = []
+                for entry in group:
+                    entry.hashes = []
+                    for rec in entry.records:
+                        rec = {k: v for k, v in rec.items() if k not in ("prev_hash", "hash")}
+                        rec["prev_hash"] = prev
+                        prev = record_hash(rec)
+                        rec["hash"] = prev
+                        lines.append(canonical(rec) + b"\n")
+                        entry.hashes.append(prev)
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"".join(lines))
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int  # records checked and found intact
+    last_hash: str
+    line: int | None = None  # first broken line (1-based)
+    reason: str = ""
+
+
+def verify(path: Path) -> VerifyResult:
+    """Walk the chain; stop at the first line that is unreadable, edited or out of place."""
+    path = Path(path)
+    if not path.is_file():
+        raise AuditError(f"{path}: no such audit log")
+    prev, count = GENESIS, 0
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                return VerifyResult(False, count, prev, n, "incomplete last line (torn write)")
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                return VerifyResult(False, count, prev, n, f"not valid JSON ({exc.msg})")
+            if not isinstance(rec, dict) or "hash" not in rec or "prev_hash" not in rec:
+                return VerifyResult(
+                    False, count, prev, n, "not an audit record (no hash / prev_hash)"
+                )
+            if rec["prev_hash"] != prev:
+                return VerifyResult(
+                    False,
+                    count,
+                    prev,
+                    n,
+                    "prev_hash does not match the previous record's hash "
+                    "(a record was deleted, inserted or reordered before this line)",
+                )
+            if record_hash(rec) != rec["hash"]:
+                return VerifyResult(
+                    False,
+                    count,
+                    prev,
+                    n,
+                    "hash does not match the record's content (the record was edited)",
+                )
+            prev, count = rec["hash"], count + 1
+    return VerifyResult(True, count, prev)

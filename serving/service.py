@@ -1,0 +1,175 @@
+"""The BentoML service: thin HTTP adapter over `engine.Engine` (start with `exportguard serve`).
+
+Endpoints: POST /score, POST /score_accounts, GET /metadata (token required); GET /livez,
+/healthz (process alive) and /readyz (200 only once the bundle's hashes were verified and
+the warm-up additivity check passed) stay open.
+
+Traffic settings, chosen deliberately:
+
+- No adaptive batching. Callers already send up to MAX_ACCOUNTS accounts per request, and
+  the cost is exact TreeSHAP per row, linear in rows: merging requests saves only the
+  small per-call overhead while adding queueing delay, and BentoML's batch dispatcher
+  sheds load with 503s once its `max_latency_ms` is tight. Bench: bench/serve.py.
+- One scoring thread per worker (SCORING_THREADS): scoring is CPU-bound and holds the
+  GIL for much of its time, so more threads per process only contend; run one worker
+  per CPU core instead (`exportguard serve --workers N`). The audit commit (an fsync)
+  runs in a separate pool, so the scoring slot never waits on the disk, and commits
+  that arrive together share one fsync (AuditLog's group commit).
+- `max_concurrency=256` per service bounds requests in flight (the excess gets 429 at
+  once rather than queueing without limit); `timeout=30` s answers 504 for a stuck
+  request, and the engine refuses to score (503, nothing audited) a request that has
+  already waited past EXPORTGUARD_REQUEST_DEADLINE_S (20 s by default), so a decision
+  is audited after its caller got a 504 only if its own fsync took over 10 s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import bentoml
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from exportguard.serving.engine import Engine, Prepared, RequestFailed, RequestInfo
+from exportguard.serving.middleware import SCOPE_KEY, GuardMiddleware
+from exportguard.serving.schemas import (
+    MAX_BODY_BYTES,
+    ScoreAccountsRequest,
+    ScoreAccountsResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
+from exportguard.serving.settings import SERVICE_NAME, ServeSettings
+from exportguard.telemetry import disable_telemetry
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
+TRAFFIC = {"timeout": 30, "max_concurrency": 256}
+SCORING_THREADS = 1
+COMMIT_THREADS = 64
+
+
+def _error(exc: RequestFailed, ctx: bentoml.Context | None = None) -> Any:
+    """A JSON error response, returned rather than raised: BentoML would replace the body."""
+    if ctx is not None:  # BentoML copies the context's status onto a returned response
+        ctx.response.status_code = exc.status
+    return JSONResponse({"error": exc.message, "code": exc.code}, status_code=exc.status)
+
+
+class RejectedBodyLogFilter(logging.Filter):
+    """BentoML logs a traceback at ERROR for every rejected request body; log one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "%s [%s] rejected (400): %d validation error(s), first at %s"
+            first = exc.errors(include_input=False)[0]
+            record.args = (*(record.args or ())[:2], exc.error_count(), first.get("loc"))
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _log_like_bentoml() -> None:
+    """Send this package's log records to BentoML's server handlers (it configures only its own)."""
+    ours, theirs = logging.getLogger("exportguard"), logging.getLogger("bentoml")
+    if ours.handlers or not theirs.handlers:
+        return
+    for handler in theirs.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
+def _info(ctx: bentoml.Context, endpoint: str) -> RequestInfo:
+    tag = ctx.request.scope[SCOPE_KEY]  # set by GuardMiddleware, which runs for every request
+    return RequestInfo(tag["request_id"], tag["caller"], tag["started"], endpoint)
+
+
+async def _metadata(request: Request) -> JSONResponse:
+    """GET /metadata: model version, sha256, training metrics, feature list with descriptions."""
+    svc = bentoml.get_current_service()
+    try:
+        return JSONResponse(svc.engine.metadata().model_dump(mode="json"))
+    except RequestFailed as exc:
+        return _error(exc)
+
+
+_routes = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
+
+
+@bentoml.asgi_app(_routes, path="/", name="exportguard-metadata")
+@bentoml.service(
+    name=SERVICE_NAME,
+    workers=1,
+    traffic=TRAFFIC,
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
+)
+class ExportGuard:
+    """Explained circumvention scores for the provider's own services, authenticated and audited."""
+
+    def __init__(self) -> None:
+        disable_telemetry()
+        _log_like_bentoml()
+        bentoml_log = logging.getLogger(BENTOML_HTTP_LOGGER)
+        if not any(isinstance(f, RejectedBodyLogFilter) for f in bentoml_log.filters):
+            bentoml_log.addFilter(RejectedBodyLogFilter())
+        self.engine = Engine(ServeSettings.from_env())
+        self._limits: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+
+    @bentoml.on_startup
+    def verify_and_warm_up(self) -> None:
+        """Load and verify the bundle, open the audit log, warm up; failure stops the server."""
+        self.engine.start()
+
+    def __is_ready__(self) -> bool:
+        return self.engine.ready
+
+    def _limiters(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
+        if self._limits is None:  # created on first use, inside the server's event loop
+            self._limits = (
+                anyio.CapacityLimiter(SCORING_THREADS),
+                anyio.CapacityLimiter(COMMIT_THREADS),
+            )
+        return self._limits
+
+    async def _answer(
+        self, prepare: Callable[[Any, RequestInfo], Prepared[R]], request: Any, info: RequestInfo
+    ) -> R:
+        """Score in the scoring pool, then commit the audit records in the commit pool."""
+        scoring, committing = self._limiters()
+        prepared = await anyio.to_thread.run_sync(prepare, request, info, limiter=scoring)
+        return await anyio.to_thread.run_sync(
+            self.engine.commit, info, prepared, limiter=committing
+        )
+
+    @bentoml.api(route="/score")
+    async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
+        """Score accounts from the feature values in the request; top reasons per account."""
+        try:
+            return await self._answer(self.engine.prepare_score, request, _info(ctx, "score"))
+        except RequestFailed as exc:
+            return _error(exc, ctx)
+
+    @bentoml.api(route="/score_accounts")
+    async def score_accounts(
+        self, request: ScoreAccountsRequest, /, ctx: bentoml.Context
+    ) -> ScoreAccountsResponse:
+        """Score accounts by id from the latest feature snapshot; unknown ids are per-item errors."""
+        info = _info(ctx, "score_accounts")
+        try:
+            return await self._answer(self.engine.prepare_score_accounts, request, info)
+        except RequestFailed as exc:
+            return _error(exc, ctx)
+
+
+ExportGuard.add_asgi_middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES)
