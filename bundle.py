@@ -49,14 +49,24 @@ def bundle_digest(file_hashes: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+CALIBRATION_METHODS = ("isotonic", "platt")
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """Isotonic calibration stored as knots; np.interp reproduces sklearn's predict exactly."""
+    """A monotone raw-score -> probability map stored as knots and applied with np.interp.
+
+    `method` records how the knots were fitted: "isotonic" (np.interp reproduces sklearn's
+    predict exactly) or "platt" (a sigmoid tabulated on a dense grid of raw scores).
+    """
 
     x: tuple[float, ...]
     y: tuple[float, ...]
+    method: str = "isotonic"
 
     def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise BundleError(f"unsupported calibration method {self.method!r}")
         if len(self.x) != len(self.y) or len(self.x) < 2:
             raise BundleError("calibration needs two or more (x, y) knots of equal count")
         if any(b < a for a, b in zip(self.x, self.x[1:], strict=False)):
@@ -70,13 +80,17 @@ class Calibration:
         return np.interp(np.asarray(raw, dtype=float), self.x, self.y)
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": "isotonic", "x": list(self.x), "y": list(self.y)}
+        return {"method": self.method, "x": list(self.x), "y": list(self.y)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
-        if data.get("method") != "isotonic":
+        if data.get("method") not in CALIBRATION_METHODS:
             raise BundleError(f"unsupported calibration method {data.get('method')!r}")
-        return cls(tuple(float(v) for v in data["x"]), tuple(float(v) for v in data["y"]))
+        return cls(
+            tuple(float(v) for v in data["x"]),
+            tuple(float(v) for v in data["y"]),
+            str(data["method"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,7 @@ def _atomic_write(path: Path, data: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a bundle must be readable by the serving user
     os.replace(tmp, path)
 
 

@@ -1,0 +1,69 @@
+"""Write a trained model as a bundle (the format serving loads), and replace one atomically."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from exportguard.bundle import Bundle, load_bundle, write_bundle
+from exportguard.features.registry import FEATURE_NAMES, FEATURES
+from exportguard.training.pipeline import TrainingResult
+
+log = logging.getLogger(__name__)
+
+#: metadata keys that write_bundle recomputes
+DERIVED_KEYS = ("files", "bundle_sha256", "bands")
+
+
+def feature_records() -> list[dict[str, Any]]:
+    """features.json: the declared list, in model column order."""
+    return [
+        {"name": f.name, "family": f.family, "doc": f.doc, "monotone": f.monotone, "fmt": f.fmt}
+        for f in FEATURES
+    ]
+
+
+def write_result_bundle(out_dir: Path, result: TrainingResult, metadata: dict[str, Any]) -> Path:
+    """Write the run's model, calibration, features, reference and metadata to `out_dir`."""
+    return write_bundle(
+        out_dir,
+        model_text=result.booster.model_to_string(),
+        calibration=result.calibration,
+        bands=result.bands,
+        features=feature_records(),
+        reference=result.reference,
+        metadata=metadata,
+    )
+
+
+def replace_bundle(bundle: Bundle, out_dir: Path, metadata_updates: dict[str, Any]) -> Bundle:
+    """Export `bundle` (with updated metadata) to `out_dir`, swapping the directory in at once."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v for k, v in bundle.metadata.items() if k not in DERIVED_KEYS}
+    meta.update(metadata_updates)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes 0700; serving may run as another user
+    write_bundle(
+        staging,
+        model_text=bundle.model_text,
+        calibration=bundle.calibration,
+        bands=bundle.bands,
+        features=list(bundle.features),
+        reference=bundle.reference,
+        metadata=meta,
+    )
+    load_bundle(staging, expected_features=FEATURE_NAMES)  # verify before it becomes visible
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    log.info("exported %s version %s to %s", bundle.name, meta.get("model_version"), out_dir)
+    return load_bundle(out_dir, expected_features=FEATURE_NAMES)
