@@ -31,9 +31,11 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 setup: $(VENV)/.synced
 
 demo: setup
-	$(VENV)/bin/exportguard generate --out data/world --accounts 20000 --seed 7
-	$(VENV)/bin/exportguard validate --data data/world
-	$(VENV)/bin/exportguard features --data data/world --out data/features/snapshot.parquet
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
+	@$(PY) -c "import json; from exportguard.training.report import render_table; print(render_table(json.load(open('models/candidate/metrics.json'))))"
+	@echo
+	@echo "Runs, plots and registered versions: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	@echo "Champion bundle: models/champion/   Evaluation: metrics/evaluate.json   Method: docs/training.md"
 
 test: setup
 	$(VENV)/bin/pytest -q
