@@ -35,6 +35,22 @@ class Feature:
         return self.doc.format(value=render_value(self.fmt, value))
 
 
+#: Largest magnitude a feature value may take: far below the model matrix's missing sentinel
+#: (-1e9), so a real value can never be mistaken for "missing".
+MAX_ABS = 1.0e8
+
+
+def feature_bounds(feature: Feature) -> tuple[float, float]:
+    """Inclusive (low, high) range of a feature's values, from its format; HTTP and batch share it."""
+    if feature.fmt in ("share", "bool"):
+        return 0.0, 1.0
+    if feature.fmt == "int":
+        return 0.0, MAX_ABS
+    if feature.fmt == "hours":
+        return -24.0, 24.0
+    return -MAX_ABS, MAX_ABS
+
+
 def render_value(fmt: str, value: float | None) -> str:
     """Render a feature value for a reason sentence."""
     if value is None or value != value:  # None or NaN

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from exportguard.features.registry import BY_NAME, FEATURE_NAMES, FEATURES
+from exportguard.features.registry import BY_NAME, FEATURE_NAMES, FEATURES, feature_bounds
 from exportguard.serving.audit import AuditError, AuditLog
 from exportguard.serving.schemas import (
     MAX_ACCOUNTS,
@@ -39,7 +39,6 @@ from exportguard.serving.schemas import (
     ScoreRequest,
     ScoreResponse,
     SnapshotInfo,
-    feature_bounds,
 )
 from exportguard.serving.scorer import ScoreBatch, Scorer
 from exportguard.serving.settings import ServeSettings

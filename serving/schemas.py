@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from exportguard.features.registry import FEATURES, Feature
+from exportguard.features.registry import FEATURES, Feature, feature_bounds
 
 #: Most accounts in one request; larger lists are refused (split them client-side).
 MAX_ACCOUNTS = 500
@@ -20,23 +20,9 @@ MAX_ACCOUNTS = 500
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Largest number of reasons a caller may ask for.
 MAX_TOP_K = 20
-#: Magnitude bound for unbounded numeric features; keeps values clear of the model
-#: matrix's missing-value sentinel (-1e9), which a real value must never reach.
-MAX_ABS = 1.0e8
 
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 AccountId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-
-
-def feature_bounds(feature: Feature) -> tuple[float, float]:
-    """Inclusive (low, high) range a value of this feature may take, from its format."""
-    if feature.fmt in ("share", "bool"):
-        return 0.0, 1.0
-    if feature.fmt == "int":
-        return 0.0, MAX_ABS
-    if feature.fmt == "hours":
-        return -24.0, 24.0
-    return -MAX_ABS, MAX_ABS
 
 
 def _feature_field(feature: Feature) -> tuple[Any, Any]:

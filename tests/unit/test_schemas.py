@@ -8,9 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from exportguard.features.matrix import MISSING
-from exportguard.features.registry import BY_NAME, FEATURES
+from exportguard.features.registry import BY_NAME, FEATURES, feature_bounds
 from exportguard.serving.engine import warmup_table
-from exportguard.serving.schemas import AccountFeatures, ScoreRequest, feature_bounds
+from exportguard.serving.schemas import AccountFeatures, ScoreRequest
 
 
 def test_bounds_follow_formats_and_stay_clear_of_the_missing_sentinel() -> None:

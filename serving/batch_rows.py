@@ -1,0 +1,215 @@
+"""Row-level batch logic shared by the local and Spark engines: quarantine rules and output rows.
+
+A chunk of the feature table becomes two frames: the scored rows (one per account, with
+score, band, raw score, the top-k reasons as flat columns and optionally every
+contribution) and the quarantined rows (the input row, its position and why it could not
+be scored). Both engines call `process_chunk`, so they cannot disagree on a rule.
+
+Output reason columns, for i = 1..k: `reason_<i>_feature`, `reason_<i>_value` (null when
+the feature was missing), `reason_<i>_contribution` (log-odds) and `reason_<i>_sentence`;
+they are exactly `ScoreBatch.reasons(row, k)`: positive contributions, largest first,
+null once fewer than i features raise the risk. Flat columns (not a list of structs) so
+that pandas, SQL engines and spreadsheets read them without unnesting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from exportguard.features.registry import BY_NAME, FEATURE_NAMES, feature_bounds
+from exportguard.serving.scorer import ScoreBatch, Scorer
+
+ID = "account_id"
+ROW = "input_row"
+QUARANTINE_REASON = "quarantine_reason"
+
+
+def quarantine_reasons(frame: pd.DataFrame, duplicate_ids: Collection[str] = ()) -> np.ndarray:
+    """Why each row cannot be scored (object array; None = fine). Every problem is listed."""
+    n = len(frame)
+    found: list[list[str]] = [[] for _ in range(n)]
+    ids = frame[ID]
+    for r in np.flatnonzero(ids.isna().to_numpy()):
+        found[r].append("null account_id")
+    if len(duplicate_ids):
+        dup = ids.isin(duplicate_ids).to_numpy()
+        for r in np.flatnonzero(dup):
+            found[r].append("duplicate account_id")
+    for name in FEATURE_NAMES:
+        col = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        lo, hi = feature_bounds(BY_NAME[name])
+        with np.errstate(invalid="ignore"):
+            nonfinite = np.isinf(col)
+            outside = ~nonfinite & ~np.isnan(col) & ((col < lo) | (col > hi))
+            if BY_NAME[name].fmt == "bool":  # yes/no: exactly 0 or 1, as the HTTP schema demands
+                outside |= ~np.isnan(col) & (col != 0.0) & (col != 1.0)
+        for r in np.flatnonzero(nonfinite):
+            found[r].append(f"non-finite {name}={col[r]}")
+        for r in np.flatnonzero(outside):
+            found[r].append(f"{name}={col[r]:.6g} outside [{lo:g}, {hi:g}]")
+    out = np.full(n, None, dtype=object)
+    for r, reasons in enumerate(found):
+        if reasons:
+            out[r] = "; ".join(reasons)
+    return out
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The constant columns every output row carries, and the output options."""
+
+    run_id: str
+    as_of: pd.Timestamp
+    model_name: str
+    model_version: str
+    model_sha256: str
+    top_k: int = 5
+    contributions: bool = False
+
+
+def reason_columns(batch: ScoreBatch, k: int) -> dict[str, object]:
+    """Top-k reasons of every row as flat columns, identical to `ScoreBatch.reasons`."""
+    assert batch.contributions is not None
+    n = len(batch)
+    contrib = batch.contributions
+    k_eff = min(k, contrib.shape[1])
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k_eff]
+    top = np.take_along_axis(contrib, order, axis=1)
+    # a reason list stops at the first non-positive contribution
+    keep = np.cumprod(top > 0, axis=1).astype(bool)
+    values = np.take_along_axis(batch.values, order, axis=1)
+    cols: dict[str, object] = {}
+    names = np.asarray(batch.feature_names, dtype=object)
+    for i in range(k):
+        feature = np.full(n, None, dtype=object)
+        value = np.full(n, np.nan)
+        contribution = np.full(n, np.nan)
+        sentence = np.full(n, None, dtype=object)
+        if i < k_eff:
+            rows = np.flatnonzero(keep[:, i])
+            feature[rows] = names[order[rows, i]]
+            value[rows] = values[rows, i]
+            contribution[rows] = top[rows, i]
+            sentence[rows] = _sentences(order[rows, i], values[rows, i], batch.feature_names)
+        cols[f"reason_{i + 1}_feature"] = feature
+        cols[f"reason_{i + 1}_value"] = value
+        cols[f"reason_{i + 1}_contribution"] = contribution
+        cols[f"reason_{i + 1}_sentence"] = sentence
+    return cols
+
+
+def _sentences(feature_idx: np.ndarray, values: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """`Feature.describe(value)` per row, computed once per distinct (feature, value)."""
+    out = np.empty(len(values), dtype=object)
+    for j in np.unique(feature_idx):
+        rows = np.flatnonzero(feature_idx == j)
+        feat = BY_NAME[names[j]]
+        vals = values[rows]
+        uniq, inverse = np.unique(vals, return_inverse=True)
+        texts = np.array(
+            [feat.describe(None if np.isnan(v) else float(v)) for v in uniq], dtype=object
+        )
+        out[rows] = texts[inverse.ravel()]
+    return out
+
+
+def scored_frame(ids: np.ndarray, batch: ScoreBatch, info: RunInfo) -> pd.DataFrame:
+    """The output rows of a scored batch (see the module docstring for the columns)."""
+    n = len(batch)
+    cols: dict[str, object] = {
+        ID: ids,
+        "score": batch.prob,
+        "band": batch.band.astype(object),
+        "raw_score": batch.raw,
+    }
+    cols.update(reason_columns(batch, info.top_k))
+    cols["model_name"] = np.full(n, info.model_name, dtype=object)
+    cols["model_version"] = np.full(n, info.model_version, dtype=object)
+    cols["model_sha256"] = np.full(n, info.model_sha256, dtype=object)
+    cols["as_of"] = np.full(n, np.datetime64(info.as_of.as_unit("us").to_datetime64()))
+    cols["run_id"] = np.full(n, info.run_id, dtype=object)
+    if info.contributions:
+        assert batch.contributions is not None
+        cols["base_value"] = np.full(n, batch.base_value)
+        for j, name in enumerate(batch.feature_names):
+            cols[f"contrib_{name}"] = batch.contributions[:, j]
+    return pd.DataFrame(cols)
+
+
+def output_schema(info: RunInfo, feature_names: tuple[str, ...] = FEATURE_NAMES) -> pa.Schema:
+    """The Arrow schema of scored rows (fixed, so every part and engine writes the same types)."""
+    fields = [
+        pa.field(ID, pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("band", pa.string()),
+        pa.field("raw_score", pa.float64()),
+    ]
+    for i in range(1, info.top_k + 1):
+        fields += [
+            pa.field(f"reason_{i}_feature", pa.string()),
+            pa.field(f"reason_{i}_value", pa.float64()),
+            pa.field(f"reason_{i}_contribution", pa.float64()),
+            pa.field(f"reason_{i}_sentence", pa.string()),
+        ]
+    fields += [
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("model_sha256", pa.string()),
+        pa.field("as_of", pa.timestamp("us")),
+        pa.field("run_id", pa.string()),
+    ]
+    if info.contributions:
+        fields.append(pa.field("base_value", pa.float64()))
+        fields += [pa.field(f"contrib_{n}", pa.float64()) for n in feature_names]
+    return pa.schema(fields)
+
+
+def quarantine_schema(feature_names: tuple[str, ...] = FEATURE_NAMES) -> pa.Schema:
+    """The Arrow schema of quarantined rows: position, id, reason, then the input values."""
+    return pa.schema(
+        [
+            pa.field(ROW, pa.int64()),
+            pa.field(ID, pa.string()),
+            pa.field(QUARANTINE_REASON, pa.string()),
+            *[pa.field(n, pa.float64()) for n in feature_names],
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    scored: pd.DataFrame
+    quarantined: pd.DataFrame
+    values: np.ndarray  # (n_scored, F) feature values of the scored rows, for drift statistics
+
+
+def process_chunk(
+    scorer: Scorer,
+    frame: pd.DataFrame,
+    positions: np.ndarray,
+    info: RunInfo,
+    duplicate_ids: Collection[str] = (),
+) -> ChunkResult:
+    """Quarantine the rows that cannot be scored, score and explain the rest.
+
+    `positions` are the rows' 0-based positions in the input table (kept for quarantined rows).
+    """
+    frame = frame.reset_index(drop=True)
+    reasons = quarantine_reasons(frame, duplicate_ids)
+    bad = np.array([r is not None for r in reasons], dtype=bool)
+    quarantined = frame.loc[bad, [ID, *FEATURE_NAMES]].astype(
+        {n: np.float64 for n in FEATURE_NAMES}
+    )
+    quarantined.insert(0, ROW, np.asarray(positions, dtype=np.int64)[bad])
+    quarantined.insert(2, QUARANTINE_REASON, reasons[bad].astype(object))
+    good = frame.loc[~bad, [ID, *FEATURE_NAMES]]
+    batch = scorer.score(good, explain=True)
+    ids = good[ID].astype(str).to_numpy(dtype=object)
+    return ChunkResult(
+        scored_frame(ids, batch, info), quarantined.reset_index(drop=True), batch.values
+    )

@@ -1,0 +1,68 @@
+"""`--engine spark` (PySpark local mode) gives the local engine's results row for row."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from exportguard.bundle import BundleError, load_bundle
+from exportguard.features.registry import FEATURE_NAMES
+from exportguard.serving.batch import BatchConfig, run_batch
+from exportguard.serving.batch_spark import bundle_bytes, scorer_from_bytes
+from exportguard.serving.batch_store import read_batch_output
+
+from factories import make_feature_table
+
+pytest.importorskip("pyspark")
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_engine_equals_local_engine(tiny_bundle, tmp_path):
+    frame = make_feature_table(5000, seed=9)
+    frame.loc[17, "api_keys_30d"] = -1.0
+    frame.loc[4000, "account_id"] = frame.loc[12, "account_id"]
+    path = tmp_path / "features.parquet"
+    frame.to_parquet(path, row_group_size=700)
+    as_of = pd.Timestamp("2026-10-01")
+    results = {}
+    for engine in ("local", "spark"):
+        config = BatchConfig(
+            out=tmp_path / engine,
+            model=tiny_bundle,
+            engine=engine,
+            chunk_rows=2500,
+            contributions=True,
+        )
+        manifest = run_batch(path, config, as_of)
+        assert manifest["counts"] == {"input": 5000, "scored": 4997, "quarantined": 3}
+        out = read_batch_output(tmp_path / engine).sort_values("account_id").reset_index(drop=True)
+        q = read_batch_output(tmp_path / engine, quarantine=True).sort_values("input_row")
+        summary = json.loads(
+            (tmp_path / engine / "runs" / manifest["run_id"] / "summary.json").read_text()
+        )
+        results[engine] = (out, q.reset_index(drop=True), summary)
+    (lo, lq, ls), (so, sq, ss) = results["local"], results["spark"]
+    contrib = [f"contrib_{n}" for n in FEATURE_NAMES] + ["base_value"]
+    contrib += [c for c in lo.columns if c.endswith("_contribution")]
+    exact = [c for c in lo.columns if c not in contrib and c != "run_id"]
+    pd.testing.assert_frame_equal(lo[exact], so[exact])
+    np.testing.assert_allclose(lo[contrib].to_numpy(), so[contrib].to_numpy(), atol=1e-9)
+    pd.testing.assert_frame_equal(lq, sq)
+    assert lq["input_row"].tolist() == [12, 17, 4000]
+    assert ls["bands"] == ss["bands"] and ls["counts"] == ss["counts"]
+    assert [a["account_id"] for a in ls["top_accounts"]] == [
+        a["account_id"] for a in ss["top_accounts"]
+    ]
+
+
+def test_shipped_bundle_bytes_are_verified(tiny_bundle):
+    files = bundle_bytes(tiny_bundle)
+    expected = load_bundle(tiny_bundle).sha256
+    assert scorer_from_bytes(files, expected).bundle.sha256 == expected
+    tampered = {**files, "model.txt": files["model.txt"] + b"\n"}
+    with pytest.raises(BundleError, match="does not match the driver's sha256"):
+        scorer_from_bytes(tampered, expected)
