@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,9 @@ class Scorer:
     def _explainer(self, algorithm: str) -> Any:
         with self._lock:
             if algorithm not in self._explainers:
-                import fasttreeshap_fixed as fts  # heavy import, only when explaining
+                with warnings.catch_warnings():  # its old modules warn while compiling
+                    warnings.simplefilter("ignore")
+                    import fasttreeshap_fixed as fts  # heavy import, only when explaining
 
                 self._explainers[algorithm] = fts.TreeExplainer(
                     self.booster, algorithm=algorithm, n_jobs=self.n_jobs
