@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from exportguard.errors import ExportguardError
+from exportguard.fileio import atomic_write_text
 
 BUNDLE_FILES = ("model.txt", "calibration.json", "features.json", "reference.json")
 BAND_NAMES = ("high", "review", "low")
@@ -134,14 +133,6 @@ class Bundle:
         return str(self.metadata.get("model_version", "unregistered"))
 
 
-def _atomic_write(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a bundle must be readable by the serving user
-    os.replace(tmp, path)
-
-
 def write_bundle(
     out_dir: Path,
     *,
@@ -163,13 +154,13 @@ def write_bundle(
     }
     hashes = {}
     for name, text in contents.items():
-        _atomic_write(out_dir / name, text)
+        atomic_write_text(out_dir / name, text)
         hashes[name] = sha256_file(out_dir / name)
     meta = dict(metadata)
     meta["bands"] = {"high": bands.high, "review": bands.review}
     meta["files"] = hashes
     meta["bundle_sha256"] = bundle_digest(hashes)
-    _atomic_write(out_dir / "metadata.json", json.dumps(meta, indent=1, sort_keys=True))
+    atomic_write_text(out_dir / "metadata.json", json.dumps(meta, indent=1, sort_keys=True))
     return out_dir
 
 

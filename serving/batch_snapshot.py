@@ -22,9 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.fileio import atomic_write
 from exportguard.serving.batch_input import fingerprint_dir
 from exportguard.serving.batch_rows import ID, ROW
-from exportguard.serving.batch_store import BatchError, atomic_write
+from exportguard.serving.batch_store import BatchError
 
 log = logging.getLogger(__name__)
 

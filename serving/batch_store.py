@@ -26,10 +26,8 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -37,6 +35,7 @@ import pyarrow.parquet as pq
 
 from exportguard.bundle import sha256_file
 from exportguard.errors import ExportguardError
+from exportguard.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +52,6 @@ def run_id_for(params: dict[str, Any]) -> str:
     """A short digest of the parameters that determine a run's output."""
     text = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temp file in the same directory, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the output from other readers
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_json(path: Path, data: Any) -> None:

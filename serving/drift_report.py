@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from exportguard.bundle import BAND_NAMES
-from exportguard.serving.batch_store import atomic_write
+from exportguard.fileio import atomic_write
 from exportguard.serving.drift import SCORE_BINS
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -30,6 +28,7 @@ import pandas as pd
 from exportguard.bundle import sha256_file
 from exportguard.errors import ExportguardError
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -101,20 +100,6 @@ def _validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write via a temp file in the same directory, fsync, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_snapshot(frame: pd.DataFrame, store: Path, as_of: pd.Timestamp, source: str) -> Path:
     """Atomically replace the store's latest snapshot; returns the parquet path."""
     store = Path(store)
@@ -122,7 +107,7 @@ def write_snapshot(frame: pd.DataFrame, store: Path, as_of: pd.Timestamp, source
     clean = _validate_frame(frame)
     as_of = pd.Timestamp(as_of)
     data_path = store / DATA_FILE
-    _atomic_write_bytes(data_path, lambda fh: clean.to_parquet(fh, index=False))
+    atomic_write(data_path, lambda fh: clean.to_parquet(fh, index=False))
     manifest = {
         "as_of": as_of.isoformat(),
         "rows": len(clean),
@@ -131,7 +116,7 @@ def write_snapshot(frame: pd.DataFrame, store: Path, as_of: pd.Timestamp, source
         "written_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     text = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    _atomic_write_bytes(store / MANIFEST_FILE, lambda fh: fh.write(text))
+    atomic_write(store / MANIFEST_FILE, lambda fh: fh.write(text))
     log.info("wrote feature snapshot of %d accounts as of %s to %s", len(clean), as_of, store)
     return data_path
 
