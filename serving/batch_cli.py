@@ -7,17 +7,12 @@ import logging
 import os
 from pathlib import Path
 
+from exportguard.cliargs import int_in_range
+
 log = logging.getLogger(__name__)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
+_positive_int = int_in_range(1)
 
 
 def _share(text: str) -> float:

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from exportguard.cliargs import int_in_range
+
 log = logging.getLogger(__name__)
 
 SERVICE_IMPORT = "exportguard.serving.service:ExportGuard"
@@ -65,24 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(handler=run_audit_verify)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"port must be an integer, got {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in 1..65535, got {port}")
-    return port
-
-
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"workers must be an integer, got {text!r}") from None
-    if not 1 <= n <= 64:
-        raise argparse.ArgumentTypeError(f"workers must be in 1..64, got {n}")
-    return n
+_port = int_in_range(1, 65535)
+_workers = int_in_range(1, 64)
 
 
 def serve_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
