@@ -21,13 +21,25 @@ from exportguard.features.registry import FEATURE_NAMES
 MISSING = -1.0e9
 
 
-def model_matrix(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
-    """Float64 matrix of `names` in order, NaN encoded as MISSING; infinities are refused."""
+def encode_missing(values: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
+    """The model matrix of a float64 (rows, len(names)) array: NaN -> MISSING, infinities refused."""
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(f"expected a (rows, {len(names)}) array, got shape {values.shape}")
+    missing = np.isnan(values)
+    if not np.isfinite(values[~missing]).all():
+        cols = [names[j] for j in np.where(np.isinf(values).any(axis=0))[0]]
+        raise ValueError(f"infinite values in feature(s) {cols[:8]}")
+    return np.where(missing, MISSING, values)
+
+
+def feature_values(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
+    """Float64 (rows, len(names)) array of `names` in order, missing as NaN."""
     absent = [n for n in names if n not in frame.columns]
     if absent:
         raise ValueError(f"feature table lacks {len(absent)} declared feature(s): {absent[:8]}")
-    values = frame.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isinf(values).any():
-        cols = [names[j] for j in np.where(np.isinf(values).any(axis=0))[0]]
-        raise ValueError(f"infinite values in feature(s) {cols[:8]}")
-    return np.where(np.isnan(values), MISSING, values)
+    return frame.loc[:, list(names)].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def model_matrix(frame: pd.DataFrame, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
+    """Float64 matrix of `names` in order, NaN encoded as MISSING; infinities are refused."""
+    return encode_missing(feature_values(frame, names), names)

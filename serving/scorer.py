@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from exportguard.bundle import Bundle, BundleError, load_bundle
-from exportguard.features.matrix import model_matrix
+from exportguard.features.matrix import encode_missing, feature_values
 from exportguard.features.registry import BY_NAME, FEATURE_NAMES, Feature
 
 log = logging.getLogger(__name__)
@@ -134,10 +134,16 @@ class Scorer:
 
     def score(self, features: pd.DataFrame, explain: bool = True) -> ScoreBatch:
         """Score a feature table holding (at least) the declared feature columns."""
-        matrix = model_matrix(features, self.feature_names)
-        values = features.loc[:, list(self.feature_names)].to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
+        return self.score_values(feature_values(features, self.feature_names), explain=explain)
+
+    def score_values(self, values: np.ndarray, explain: bool = True) -> ScoreBatch:
+        """Score a float64 (rows, features) array in the declared feature order, NaN = missing.
+
+        The path the HTTP service takes (no DataFrame for a handful of rows); `score` is
+        this plus the column selection.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        matrix = encode_missing(values, self.feature_names)
         if len(matrix) == 0:
             empty = np.zeros(0)
             return ScoreBatch(
