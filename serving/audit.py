@@ -1,6 +1,7 @@
 """Append-only, hash-chained JSON-lines audit log of scored decisions, and its verifier.
 
-Each line is one decision. `prev_hash` is the previous line's `hash` (64 zeros for the
+Each line is one decision: the record's canonical JSON (sorted keys, no spaces) with its
+`hash` added as the last key. `prev_hash` is the previous line's `hash` (64 zeros for the
 first line); `hash` is the sha256 of the record's canonical JSON without the `hash` key.
 An edit changes a record's hash, a deletion or reordering breaks a `prev_hash` link, so
 `verify` names the first line that does not fit. (Removing lines at the very end leaves a
@@ -8,8 +9,9 @@ valid shorter chain: keep the last hash `verify` prints somewhere else to detect
 
 Appends are safe across threads (a lock) and across processes sharing the file (several
 service workers): each append takes an exclusive `fcntl.flock`, reads the chain's last
-hash from the file itself, writes, flushes and fsyncs before releasing it. A request's
-records are appended before its response is sent.
+hash from the file itself (unless the file is exactly as this process left it), writes,
+flushes and fsyncs before releasing it. A request's records are appended before its
+response is sent.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 AUDIT_ENV = "EXPORTGUARD_AUDIT_LOG"
 DEFAULT_AUDIT_LOG = Path("audit/decisions.jsonl")
 GENESIS = "0" * 64
-_TAIL_BYTES = 64 * 1024
+_TAIL_BYTES = 16 * 1024  # a record is ~3 KB; the read grows until it holds a whole line
 
 
 class AuditError(ExportguardError):
@@ -108,6 +110,9 @@ class AuditLog:
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
         self._writing = False
+        # (device, inode, size) of the file after this process's last write, and its last
+        # hash: while nobody else has appended, the next write need not re-read the tail.
+        self._tail: tuple[tuple[int, int, int], str] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a+b") as fh:  # fail at start-up, not on the first request
@@ -155,21 +160,25 @@ class AuditLog:
         with open(self.path, "a+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # other worker processes append to the same chain
             try:
-                prev = _last_hash(fh)
+                st = os.fstat(fh.fileno())
+                key = (st.st_dev, st.st_ino, st.st_size)
+                prev = self._tail[1] if self._tail and self._tail[0] == key else _last_hash(fh)
                 lines: list[bytes] = []
                 for entry in group:
                     entry.hashes = []
                     for rec in entry.records:
                         rec = {k: v for k, v in rec.items() if k not in ("prev_hash", "hash")}
                         rec["prev_hash"] = prev
-                        prev = record_hash(rec)
-                        rec["hash"] = prev
-                        lines.append(canonical(rec) + b"\n")
+                        body = canonical(rec)  # serialised once: hashed, then written
+                        prev = hashlib.sha256(body).hexdigest()
+                        lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], prev.encode()))
                         entry.hashes.append(prev)
                 fh.seek(0, os.SEEK_END)
                 fh.write(b"".join(lines))
                 fh.flush()
                 os.fsync(fh.fileno())
+                st = os.fstat(fh.fileno())
+                self._tail = ((st.st_dev, st.st_ino, st.st_size), prev)
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -108,7 +109,7 @@ class Engine:
         self._snapshot: Snapshot | None = None
         self._snapshot_key: tuple[int, int] | None = None
         self._snapshot_lock = threading.Lock()
-        self._columns = pd.Index(FEATURE_NAMES)
+        self._model_info: ModelInfo | None = None
 
     def start(self) -> None:
         """Verify the bundle, open the audit log, warm up with an additivity check; then ready."""
@@ -145,7 +146,9 @@ class Engine:
     @property
     def model_info(self) -> ModelInfo:
         b = self._require_ready().bundle
-        return ModelInfo(name=b.name, version=b.version, sha256=b.sha256)
+        if self._model_info is None:
+            self._model_info = ModelInfo(name=b.name, version=b.version, sha256=b.sha256)
+        return self._model_info
 
     def snapshot(self) -> Snapshot:
         """The latest snapshot, reloaded (and re-verified) when its manifest changes."""
@@ -206,7 +209,7 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """One audit record per decision: who asked, what went in, what came out, which model."""
         model = self.model_info.model_dump()
-        now = pd.Timestamp.now(tz="UTC").isoformat()
+        now = datetime.now(UTC).isoformat()
         records = []
         for i, res in enumerate(results):
             values = batch.values[i]
@@ -253,13 +256,11 @@ class Engine:
         """Score the given feature rows; the response is held back until `commit`."""
         scorer = self._require_ready()
         ids = [a.account_id for a in req.accounts]
-        # One 2-D array and a prebuilt column index: building the frame column by column
-        # costs more than scoring a single account.
+        # One 2-D array straight to the Scorer: a DataFrame costs more than scoring one account.
         values = np.array(
             [[getattr(a, n) for n in FEATURE_NAMES] for a in req.accounts], dtype=np.float64
         )  # None -> NaN (missing)
-        frame = pd.DataFrame(values, columns=self._columns, copy=False)
-        batch = scorer.score(frame, explain=True)
+        batch = scorer.score_values(values, explain=True)
         results = self._results(ids, batch, req.explain, req.top_k)
         response = ScoreResponse(request_id=info.request_id, model=self.model_info, results=results)
         return Prepared(response, self._records(info, batch, results, {}))
