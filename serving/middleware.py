@@ -4,7 +4,8 @@ It runs before BentoML parses anything, so a pickle or multipart body is refused
 without being deserialised and an oversize body (413) is never buffered beyond the limit,
 whether or not it declares a Content-Length. Health probes (`/livez`, `/healthz`,
 `/readyz`) stay open; everything else, including `/metadata`, the OpenAPI docs and
-`/metrics`, needs a token. Errors are JSON: `{"error": <message>, "code": <machine code>}`.
+`/metrics`, needs a token. Errors are JSON: `{"error": <message>, "code": <machine code>}`,
+and every refusal is logged (request id, method, path, client address, status, reason).
 """
 
 from __future__ import annotations
@@ -75,12 +76,29 @@ class GuardMiddleware:
         if scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send_with_id)
             return
+
+        async def refuse(
+            status: int, code: str, message: str, headers: dict[str, str] | None = None
+        ) -> None:
+            client = scope.get("client") or ("-", 0)
+            log.info(
+                "%s %s %s from %s refused (%d %s): %s",
+                request_id,
+                scope["method"],
+                scope["path"],
+                client[0],
+                status,
+                code,
+                message,
+            )
+            await send_error(send_with_id, status, code, message, headers)
+
         try:
             caller = self.tokens.authenticate(_header(scope, b"authorization"))
         except AuthError as exc:
             code = "unauthorized" if exc.status == 401 else "forbidden"
             extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
-            await send_error(send_with_id, exc.status, code, str(exc), extra)
+            await refuse(exc.status, code, str(exc), extra)
             return
         scope[SCOPE_KEY] = {"request_id": request_id, "caller": caller, "started": time.monotonic()}
         if scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -89,8 +107,7 @@ class GuardMiddleware:
         ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
             shown = ctype or "none"
-            await send_error(
-                send_with_id,
+            await refuse(
                 415,
                 "unsupported_media_type",
                 f"Content-Type {shown!r} is not accepted; send application/json",
@@ -98,8 +115,7 @@ class GuardMiddleware:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await send_error(
-                send_with_id,
+            await refuse(
                 413,
                 "body_too_large",
                 f"request body over {self.max_body_bytes} bytes (Content-Length {declared})",
@@ -113,11 +129,8 @@ class GuardMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await send_error(
-                    send_with_id,
-                    413,
-                    "body_too_large",
-                    f"request body over {self.max_body_bytes} bytes",
+                await refuse(
+                    413, "body_too_large", f"request body over {self.max_body_bytes} bytes"
                 )
                 return
             chunks.append(chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -59,6 +60,32 @@ def test_missing_token_is_401_wrong_is_403(client: Any, method: str, path: str) 
         path, headers={"Authorization": "Bearer nope-nope-nope-nope"}, **body
     )
     assert resp.status_code == 403 and resp.json()["code"] == "forbidden"
+
+
+def test_refusals_are_logged_with_request_id_and_never_the_token(client: Any) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("exportguard.serving.middleware")
+    logger.addHandler(handler)
+    # Another in-process app may have reconfigured logging (disabling existing loggers).
+    level, disabled = logger.level, logger.disabled
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    try:
+        resp = client.post(
+            "/score",
+            json={"accounts": []},
+            headers={"Authorization": "Bearer wrong-secret-value", "X-Request-Id": "req-12345678"},
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.disabled = disabled
+    assert resp.status_code == 403
+    lines = [r.getMessage() for r in records]
+    assert any("req-12345678 POST /score" in m and "403 forbidden" in m for m in lines), lines
+    assert not any("wrong-secret-value" in m for m in lines)
 
 
 def test_second_configured_token_is_accepted(client: Any) -> None:

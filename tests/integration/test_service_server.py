@@ -147,6 +147,25 @@ def test_serve_environment_passes_flags_to_the_workers(tmp_path: Path) -> None:
     assert env["EXPORTGUARD_AUDIT_LOG"] == str(Path("a/log.jsonl").absolute())
     assert "EXPORTGUARD_FEATURE_STORE" not in env and env["BENTOML_DO_NOT_TRACK"] == "true"
     overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
-    assert overrides == {"services": {"exportguard": {"threads": 1, "workers": 2}}}
+    untraced = {"excluded_urls": ["/score"]}
+    no_access_log = {"access": {"enabled": False}}
+    assert overrides == {
+        "services": {
+            "exportguard": {
+                "threads": 1,
+                "workers": 2,
+                "logging": no_access_log,
+                "tracing": untraced,
+            }
+        }
+    }
+    on = build_parser().parse_args(["serve", "--access-log"])
+    logging_cfg = json.loads(serve_environment(on, {})["BENTOML_CONFIG_OVERRIDES"])
+    assert logging_cfg["services"]["exportguard"]["logging"] == {"access": {"enabled": True}}
+    # An operator who configures a tracing exporter gets the scoring endpoints traced.
+    traced = {"services": {"exportguard": {"tracing": {"exporter_type": "otlp"}}}}
+    env = serve_environment(args, {"BENTOML_CONFIG_OVERRIDES": json.dumps(traced)})
+    tracing = json.loads(env["BENTOML_CONFIG_OVERRIDES"])["services"]["exportguard"]["tracing"]
+    assert tracing == {"exporter_type": "otlp"}
     with pytest.raises(ValueError, match="not valid JSON"):
         serve_environment(args, {"BENTOML_CONFIG_OVERRIDES": "{nope"})
