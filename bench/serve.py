@@ -191,9 +191,11 @@ async def load(
     errors: dict[str, int] = {}
     counter = iter(range(n))
 
+    probe = f"GET /readyz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
     async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(requests[0])  # warm the connection and the caches, not timed
+        writer.write(probe)  # establish it (cheaply: idle keep-alive connections time out)
         await _read_response(reader)
         return reader, writer
 
@@ -223,7 +225,10 @@ async def load(
     conns = []
     for _ in range(concurrency):
         conns.append(await connect())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)
+    reader, writer = conns[0]
+    writer.write(requests[0])  # warm the caches, not timed
+    await _read_response(reader)
     split = connection_split(pid, int(port))
     t0, c0 = time.perf_counter(), server_cpu(pid)
     await asyncio.gather(*(worker(r, w) for r, w in conns))
