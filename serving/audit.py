@@ -8,10 +8,10 @@ An edit changes a record's hash, a deletion or reordering breaks a `prev_hash` l
 valid shorter chain: keep the last hash `verify` prints somewhere else to detect that.)
 
 Appends are safe across threads (a lock) and across processes sharing the file (several
-service workers): each append takes an exclusive `fcntl.flock`, reads the chain's last
-hash from the file itself (unless the file is exactly as this process left it), writes,
-flushes and fsyncs before releasing it. A request's records are appended before its
-response is sent.
+service workers): each append takes an exclusive `fcntl.flock` on the log's descriptor
+(kept open; reopened when the path names a new file), reads the chain's last hash from
+the file itself (unless the file is exactly as this process left it), writes and fsyncs
+before releasing it. A request's records are appended before its response is sent.
 """
 
 from __future__ import annotations
@@ -58,29 +58,26 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
 
 
-def _last_hash(fh: Any) -> str:
-    """The `hash` of the file's last line (GENESIS for an empty file); fh is open 'a+b'."""
-    fh.seek(0, os.SEEK_END)
-    size = fh.tell()
+def _last_hash(fd: int, size: int, name: Path) -> str:
+    """The `hash` of the last line of the `size` bytes open at `fd` (GENESIS when empty)."""
     if size == 0:
         return GENESIS
     start = max(0, size - _TAIL_BYTES)
     while True:
-        fh.seek(start)
-        tail = fh.read(size - start)
+        tail = os.pread(fd, size - start, start)
         lines = tail.rstrip(b"\n").split(b"\n")
         if len(lines) > 1 or start == 0:
             break
         start = max(0, start - _TAIL_BYTES)
     if not tail.endswith(b"\n"):
         raise AuditError(
-            f"{fh.name}: last line is incomplete (torn write); run `exportguard audit verify`"
+            f"{name}: last line is incomplete (torn write); run `exportguard audit verify`"
         )
     try:
         return str(json.loads(lines[-1])["hash"])
     except (json.JSONDecodeError, KeyError, TypeError):
         raise AuditError(
-            f"{fh.name}: last line is not an audit record; run `exportguard audit verify`"
+            f"{name}: last line is not an audit record; run `exportguard audit verify`"
         ) from None
 
 
@@ -113,18 +110,44 @@ class AuditLog:
         # (device, inode, size) of the file after this process's last write, and its last
         # hash: while nobody else has appended, the next write need not re-read the tail.
         self._tail: tuple[tuple[int, int, int], str] | None = None
+        self._fd: int | None = None  # kept open; reopened if the path names another file
+        self._fd_id: tuple[int, int] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a+b") as fh:  # fail at start-up, not on the first request
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    _last_hash(fh)
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+            fd = self._descriptor()  # fail at start-up, not on the first request
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                _last_hash(fd, os.fstat(fd).st_size, self.path)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         except OSError as exc:
             raise AuditError(
                 f"audit log {self.path}: cannot open for appending ({exc.strerror})"
             ) from None
+
+    def _descriptor(self) -> int:
+        """The append descriptor, reopened when the path now names another file (rotation)."""
+        try:
+            st = os.stat(self.path)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        if self._fd is not None and current == self._fd_id:
+            return self._fd
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        st = os.fstat(fd)
+        self._fd, self._fd_id = fd, (st.st_dev, st.st_ino)
+        return fd
+
+    def close(self) -> None:
+        """Close the descriptor (the next append reopens it)."""
+        with self._cond:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = self._fd_id = None
 
     def append(self, records: Iterable[dict[str, Any]]) -> list[str]:
         """Chain, write and fsync the records; returns their hashes once they are durable."""
@@ -157,30 +180,36 @@ class AuditLog:
 
     def _write(self, group: list[_Pending]) -> None:
         """One locked, chained write and one fsync for the whole group."""
-        with open(self.path, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)  # other worker processes append to the same chain
-            try:
-                st = os.fstat(fh.fileno())
-                key = (st.st_dev, st.st_ino, st.st_size)
-                prev = self._tail[1] if self._tail and self._tail[0] == key else _last_hash(fh)
-                lines: list[bytes] = []
-                for entry in group:
-                    entry.hashes = []
-                    for rec in entry.records:
-                        rec = {k: v for k, v in rec.items() if k not in ("prev_hash", "hash")}
-                        rec["prev_hash"] = prev
-                        body = canonical(rec)  # serialised once: hashed, then written
-                        prev = hashlib.sha256(body).hexdigest()
-                        lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], prev.encode()))
-                        entry.hashes.append(prev)
-                fh.seek(0, os.SEEK_END)
-                fh.write(b"".join(lines))
-                fh.flush()
-                os.fsync(fh.fileno())
-                st = os.fstat(fh.fileno())
-                self._tail = ((st.st_dev, st.st_ino, st.st_size), prev)
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        fd = self._descriptor()
+        fcntl.flock(fd, fcntl.LOCK_EX)  # other worker processes append to the same chain
+        try:
+            st = os.fstat(fd)
+            key = (st.st_dev, st.st_ino, st.st_size)
+            if self._tail and self._tail[0] == key:
+                prev = self._tail[1]
+            else:
+                prev = _last_hash(fd, st.st_size, self.path)
+            lines: list[bytes] = []
+            for entry in group:
+                entry.hashes = []
+                for rec in entry.records:
+                    rec = {k: v for k, v in rec.items() if k not in ("prev_hash", "hash")}
+                    rec["prev_hash"] = prev
+                    body = canonical(rec)  # serialised once: hashed, then written
+                    prev = hashlib.sha256(body).hexdigest()
+                    lines.append(b'%s,"hash":"%s"}\n' % (body[:-1], prev.encode()))
+                    entry.hashes.append(prev)
+            data = memoryview(b"".join(lines))
+            while data:  # O_APPEND: every write lands at the end
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+            st = os.fstat(fd)
+            self._tail = ((st.st_dev, st.st_ino, st.st_size), prev)
+        except BaseException:
+            self._tail = None
+            raise
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,22 @@ def test_appended_records_form_an_intact_chain(tmp_path: Path) -> None:
     assert [r["account_id"] for r in recs] == [f"acc_{i}" for i in range(5)]
 
 
+def test_interleaved_writers_and_rotation_keep_each_chain(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    first, second = AuditLog(path), AuditLog(path)  # two descriptors, like two workers
+    first.append(_records(2))
+    second.append(_records(1, 2))  # the first writer's cached tail is now stale
+    first.append(_records(2, 3))
+    assert verify(path).ok and verify(path).records == 5
+    path.rename(tmp_path / "log.1.jsonl")  # rotated away: the next append starts a new file
+    first.append(_records(1, 5))
+    assert verify(tmp_path / "log.1.jsonl").records == 5
+    assert json.loads(_lines(path)[0])["prev_hash"] == GENESIS and verify(path).records == 1
+    first.close()
+    first.append(_records(1, 6))  # reopened after close
+    assert verify(path).ok and verify(path).records == 2
+
+
 def test_empty_append_writes_nothing(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "a.jsonl")
     assert log.append([]) == []
