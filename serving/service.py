@@ -10,11 +10,12 @@ Traffic settings, chosen deliberately:
   the cost is exact TreeSHAP per row, linear in rows: merging requests saves only the
   small per-call overhead while adding queueing delay, and BentoML's batch dispatcher
   sheds load with 503s once its `max_latency_ms` is tight. Bench: bench/serve.py.
-- One scoring thread per worker (SCORING_THREADS): scoring is CPU-bound and holds the
-  GIL for much of its time, so more threads per process only contend; run one worker
-  per CPU core instead (`exportguard serve --workers N`). The audit commit (an fsync)
-  runs in a separate pool, so the scoring slot never waits on the disk, and commits
-  that arrive together share one fsync (AuditLog's group commit).
+- One scoring slot per worker (SCORING_THREADS): scoring is CPU-bound and holds the
+  GIL for much of its time, so more scoring threads per process only contend; run one
+  worker per CPU core instead (`exportguard serve --workers N`). Each request makes one
+  trip to a request thread (at most REQUEST_THREADS): it scores holding the slot, then
+  releases it for the audit commit (an fsync), so the slot never waits on the disk, and
+  commits that arrive together share one fsync (AuditLog's group commit).
 - `max_concurrency=256` per service bounds requests in flight (the excess gets 429 at
   once rather than queueing without limit); `timeout=30` s answers 504 for a stuck
   request, and the engine refuses to score (503, nothing audited) a request that has
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 BENTOML_HTTP_LOGGER = "bentoml._internal.server.http_app"
 TRAFFIC = {"timeout": 30, "max_concurrency": 256}
 SCORING_THREADS = 1
-COMMIT_THREADS = 64
+REQUEST_THREADS = 64
 
 
 def _error(exc: RequestFailed, ctx: bentoml.Context | None = None) -> Any:
@@ -126,7 +128,8 @@ class ExportGuard:
         if not any(isinstance(f, RejectedBodyLogFilter) for f in bentoml_log.filters):
             bentoml_log.addFilter(RejectedBodyLogFilter())
         self.engine = Engine(ServeSettings.from_env())
-        self._limits: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+        self._scoring = threading.BoundedSemaphore(SCORING_THREADS)
+        self._threads: anyio.CapacityLimiter | None = None
 
     @bentoml.on_startup
     def verify_and_warm_up(self) -> None:
@@ -143,13 +146,21 @@ class ExportGuard:
     def __is_ready__(self) -> bool:
         return self.engine.ready
 
-    def _limiters(self) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
-        if self._limits is None:  # created on first use, inside the server's event loop
-            self._limits = (
-                anyio.CapacityLimiter(SCORING_THREADS),
-                anyio.CapacityLimiter(COMMIT_THREADS),
-            )
-        return self._limits
+    def _limiter(self) -> anyio.CapacityLimiter:
+        if self._threads is None:  # created on first use, inside the server's event loop
+            self._threads = anyio.CapacityLimiter(REQUEST_THREADS)
+        return self._threads
+
+    def _prepare_and_commit(
+        self,
+        prepare: Callable[[Any, RequestInfo], Prepared[BaseModel]],
+        request: Any,
+        info: RequestInfo,
+    ) -> BaseModel:
+        """In a request thread: score while holding a scoring slot, then commit without it."""
+        with self._scoring:
+            prepared = prepare(request, info)
+        return self.engine.commit(info, prepared)
 
     async def _answer(
         self,
@@ -157,15 +168,13 @@ class ExportGuard:
         request: Any,
         info: RequestInfo,
     ) -> Response:
-        """Score in the scoring pool, then commit the audit records in the commit pool.
+        """Score and audit in one trip to a request thread; serialise the answer here.
 
-        The answer is serialised here into one JSON body: BentoML's own output path would
-        send it as a stream of chunks, each passing through every middleware.
+        The answer becomes one JSON body: BentoML's own output path would send it as a
+        stream of chunks, each passing through every middleware.
         """
-        scoring, committing = self._limiters()
-        prepared = await anyio.to_thread.run_sync(prepare, request, info, limiter=scoring)
         answer = await anyio.to_thread.run_sync(
-            self.engine.commit, info, prepared, limiter=committing
+            self._prepare_and_commit, prepare, request, info, limiter=self._limiter()
         )
         return Response(answer.model_dump_json(), media_type="application/json")
 
