@@ -262,20 +262,37 @@ def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def start_server(
-    bundle: Path, work: Path, audit_dir: Path, workers: int
+    bundle: Path, work: Path, audit_dir: Path, workers: int, null: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """`exportguard serve` on a free port; with `null`, bench/null_service.py configured alike."""
     import httpx
 
     port = free_port()
     env = {**os.environ, "EXPORTGUARD_API_TOKENS": f"bench:{TOKEN}", "BENTOML_DO_NOT_TRACK": "true"}
     env.pop("EXPORTGUARD_API_TOKENS_FILE", None)
-    cmd = [
-        sys.executable, "-m", "exportguard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--model", str(bundle), "--audit-log", str(audit_dir / "audit.jsonl"),
-        "--feature-store", str(work / "store"), "--workers", str(workers),
-    ]  # fmt: skip
+    if null:
+        from exportguard.cli import build_parser
+        from exportguard.serving.cli import serve_environment
+
+        args = build_parser().parse_args(["serve", "--workers", str(workers)])
+        env = serve_environment(args, env)
+        overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
+        overrides["services"]["exportguard-null"] = overrides["services"].pop("exportguard")
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+        cmd = [
+            sys.executable, "-m", "bentoml", "serve", "null_service:NullScore",
+            "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+        cwd = ROOT / "bench"
+    else:
+        cmd = [
+            sys.executable, "-m", "exportguard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--model", str(bundle), "--audit-log", str(audit_dir / "audit.jsonl"),
+            "--feature-store", str(work / "store"), "--workers", str(workers),
+        ]  # fmt: skip
+        cwd = work
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -333,6 +350,18 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(30)
+        proc, url = start_server(bundle, work, audit_dir, args.workers, null=True)
+        nulls = []
+        try:
+            for conc in (1, 16):
+                reps = [
+                    asyncio.run(load(url, singles, 1, conc, args.requests, proc.pid))
+                    for _ in range(args.repeats)
+                ]
+                nulls.append(median_run(reps))
+        finally:
+            proc.terminate()
+            proc.wait(30)
         after = floor(bundle, rows, singles=args.requests, batches=args.batch_requests)
         audit_lines = sum(1 for _ in open(audit_dir / "audit.jsonl", "rb"))
         shutil.rmtree(audit_dir)
@@ -366,6 +395,10 @@ def main() -> int:
         "server_cpu_single_ratio": run(1, 1)["server_cpu_ms_per_request"] / ref["single_cpu_ms"],
         "server_cpu_batch50_ratio": run(50, 64)["server_cpu_ms_per_request"]
         / ref["batch50_cpu_ms"],
+        "http_floor_c1_p50_ms": nulls[0]["p50_ms"],
+        "http_floor_plus_inprocess_ms": nulls[0]["p50_ms"] + ref["single_p50_ms"],
+        "single_p50_vs_http_floor_plus_inprocess": run(1, 1)["p50_ms"]
+        / (nulls[0]["p50_ms"] + ref["single_p50_ms"]),
     }
     result = {
         "bundle": str(bundle),
@@ -375,6 +408,7 @@ def main() -> int:
         "floor_before": before,
         "floor_after": after,
         "runs": runs,
+        "http_floor_runs": nulls,
         "checks": checks,
         "audit_records": audit_lines,
     }
@@ -408,6 +442,18 @@ def main() -> int:
             f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['accounts_per_s']:>8.0f} "
             f"{r['server_cpu_ms_per_request']:>15.2f}  {r['connections_per_worker']}"
         )
+    for r in nulls:
+        print(
+            f"HTTP floor (same service shape, canned answer; no scoring, no audit), 1 account, "
+            f"c{r['concurrency']}: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+            f"{r['accounts_per_s']:.0f} req/s, server CPU {r['server_cpu_ms_per_request']:.2f} ms/request, "
+            f"errors {r['errors']}"
+        )
+    print(
+        f"1-account c1 p50 / (HTTP floor p50 + in-process p50): "
+        f"{checks['single_p50_vs_http_floor_plus_inprocess']:.2f}x "
+        f"({run(1, 1)['p50_ms']:.2f} ms vs {checks['http_floor_c1_p50_ms']:.2f} + {ref['single_p50_ms']:.2f} ms)"
+    )
     print(
         f"zero errors: {checks['zero_errors']}; 1-account p50 / in-process: {checks['single_p50_ratio']:.2f}x "
         f"(target <= 2); c64 50-account acc/s / in-process batch: {checks['c64_batch50_throughput_ratio']:.0%} "
