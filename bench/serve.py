@@ -8,7 +8,7 @@ Run by hand, never in CI:
 Starts `exportguard serve` on 127.0.0.1 (a free port, a temporary audit log, the service's
 defaults), then runs a bounded closed-loop load: concurrency 1, 16 and 64, a fixed number
 of requests each, with 1-account and with 50-account `POST /score` requests. The client
-is lean (asyncio streams, keep-alive connections opened one after another, requests
+is lean (asyncio streams, keep-alive connections added one every 20 ms under load, requests
 prebuilt as bytes) because it shares the machine's cores with the server. Reported per
 run: p50/p99 latency, accounts scored per second, errors (non-200 or transport failures),
 server CPU per request and how the connections landed on the workers. In the same run
@@ -175,7 +175,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 async def load(
     url: str, bodies: list[bytes], per_request: int, concurrency: int, n: int, pid: int
 ) -> dict[str, Any]:
-    """Closed loop: `concurrency` keep-alive connections send `n` requests in total.
+    """Closed loop: `concurrency` keep-alive connections send `n` timed requests in total.
 
     A lean client (asyncio streams, requests prebuilt as bytes) rather than httpx: the
     load generator shares the 2 cores with the server, and httpx spent ~2 ms of CPU per
@@ -191,47 +191,55 @@ async def load(
     errors: dict[str, int] = {}
     counter = iter(range(n))
 
-    probe = f"GET /readyz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    all_connected = asyncio.Event()
+    connected = 0
+    mark: dict[str, Any] = {}
 
-    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(probe)  # establish it (cheaply: idle keep-alive connections time out)
-        await _read_response(reader)
-        return reader, writer
-
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def send(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, float | None]:
+        """One request; its latency, or None (counted as an error) when it failed."""
+        t = time.perf_counter()
         try:
+            writer.write(requests[i % len(requests)])
+            status = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            writer.close()
+            reader, writer = await asyncio.open_connection(host, int(port))
+            return reader, writer, None
+        if status != 200:
+            errors[str(status)] = errors.get(str(status), 0) + 1
+            return reader, writer, None
+        return reader, writer, time.perf_counter() - t
+
+    async def worker(k: int) -> None:
+        nonlocal connected
+        # The pool grows under load, one connection every 20 ms, as a caller's would: a
+        # worker process busy scoring is slower to accept, so connections spread over the
+        # workers as they do in service. (Opened all at once before any load, they can all
+        # land on one worker, whose accept loop takes every pending connection.)
+        await asyncio.sleep(0.02 * k)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        connected += 1
+        if connected == concurrency:
+            mark["split"] = connection_split(pid, int(port))
+            mark["t0"], mark["c0"] = time.perf_counter(), server_cpu(pid)
+            all_connected.set()
+        try:
+            i = k
+            while not all_connected.is_set():  # ramp-up: not timed
+                reader, writer, _ = await send(reader, writer, i)
+                i += 1
             for i in counter:
-                t = time.perf_counter()
-                try:
-                    writer.write(requests[i % len(requests)])
-                    status = await _read_response(reader)
-                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(host, int(port))
-                    continue
-                if status != 200:
-                    errors[str(status)] = errors.get(str(status), 0) + 1
-                    continue
-                lat.append(time.perf_counter() - t)
+                reader, writer, took = await send(reader, writer, i)
+                if took is not None:
+                    lat.append(took)
         finally:
             writer.close()
 
-    # Connections are opened one after another, as a caller's pool grows, not in one burst:
-    # a burst of connects can land on a single worker (each worker's accept loop takes
-    # every pending connection), and the load then runs on one core. The pause lets every
-    # worker go idle, so which one accepts the next connection is a fair race.
-    conns = []
-    for _ in range(concurrency):
-        conns.append(await connect())
-        await asyncio.sleep(0.01)
-    reader, writer = conns[0]
-    writer.write(requests[0])  # warm the caches, not timed
-    await _read_response(reader)
-    split = connection_split(pid, int(port))
-    t0, c0 = time.perf_counter(), server_cpu(pid)
-    await asyncio.gather(*(worker(r, w) for r, w in conns))
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    split, t0, c0 = mark["split"], mark["t0"], mark["c0"]
     wall = time.perf_counter() - t0
     cpu = server_cpu(pid) - c0
     return {

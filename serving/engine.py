@@ -6,8 +6,8 @@ warm-up table whose SHAP contributions must add up to the raw scores; only then 
 engine ready. Every request's decisions are appended to the audit log before the answer
 is returned; if that fails, or the request ran past its deadline, no score is returned.
 Scoring (`prepare_*`, CPU-bound) and the durable audit append (`commit`, waits on fsync)
-are separate steps so the service can run them in different thread pools: the scoring
-slot is not held while the disk syncs, and concurrent commits share one fsync.
+are separate steps so the service can release its scoring slot before the disk syncs;
+concurrent commits share one fsync.
 """
 
 from __future__ import annotations
