@@ -191,8 +191,8 @@ async def load(
     errors: dict[str, int] = {}
     counter = iter(range(n))
 
-    all_connected = asyncio.Event()
-    connected = 0
+    all_connected, go = asyncio.Event(), asyncio.Event()
+    connected = idle = 0
     mark: dict[str, Any] = {}
 
     async def send(
@@ -214,7 +214,7 @@ async def load(
         return reader, writer, time.perf_counter() - t
 
     async def worker(k: int) -> None:
-        nonlocal connected
+        nonlocal connected, idle
         # The pool grows under load, one connection every 20 ms, as a caller's would: a
         # worker process busy scoring is slower to accept, so connections spread over the
         # workers as they do in service. (Opened all at once before any load, they can all
@@ -223,14 +223,18 @@ async def load(
         reader, writer = await asyncio.open_connection(host, int(port))
         connected += 1
         if connected == concurrency:
-            mark["split"] = connection_split(pid, int(port))
-            mark["t0"], mark["c0"] = time.perf_counter(), server_cpu(pid)
             all_connected.set()
         try:
             i = k
             while not all_connected.is_set():  # ramp-up: not timed
                 reader, writer, _ = await send(reader, writer, i)
                 i += 1
+            idle += 1  # the timed phase starts once no ramp-up request is in flight
+            if idle == concurrency:
+                mark["split"] = connection_split(pid, int(port))
+                mark["t0"], mark["c0"] = time.perf_counter(), server_cpu(pid)
+                go.set()
+            await go.wait()
             for i in counter:
                 reader, writer, took = await send(reader, writer, i)
                 if took is not None:
@@ -322,9 +326,14 @@ def main() -> int:
         "--model", type=Path, default=None, help="bundle (default models/champion or a built one)"
     )
     parser.add_argument("--workers", type=int, default=1, help="service worker processes")
-    parser.add_argument("--requests", type=int, default=400, help="requests per 1-account run")
     parser.add_argument(
-        "--batch-requests", type=int, default=120, help="requests per 50-account run"
+        "--requests", type=int, default=400, help="requests per 1-account run (at least 64)"
+    )
+    parser.add_argument(
+        "--batch-requests",
+        type=int,
+        default=200,
+        help="requests per 50-account run (at least 64, so every connection of the c64 run has work)",
     )
     parser.add_argument(
         "--audit-dir", type=Path, default=None,
@@ -335,6 +344,8 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serve.json")
     args = parser.parse_args()
+    if min(args.requests, args.batch_requests) < 64:
+        parser.error("--requests and --batch-requests must be at least 64 (the c64 runs)")
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
     with tempfile.TemporaryDirectory(prefix="eg-bench-serve-") as tmp:
