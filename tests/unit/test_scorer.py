@@ -79,3 +79,20 @@ def test_missing_and_infinite_inputs(tiny_bundle, feature_table):
     frame.iloc[0, 1] = np.inf
     with pytest.raises(ValueError, match="infinite"):
         scorer.score(frame)
+
+
+def test_score_values_is_score_without_the_frame(tiny_bundle, feature_table):
+    scorer = Scorer.from_path(tiny_bundle)
+    values = feature_table.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=np.float64, copy=True)
+    values[0, :5] = np.nan  # missing values go through the same encoding
+    frame = feature_table.copy()
+    frame.loc[:, list(FEATURE_NAMES)] = values
+    a, b = scorer.score(frame), scorer.score_values(values)
+    assert np.array_equal(a.raw, b.raw) and np.array_equal(a.prob, b.prob)
+    assert np.array_equal(a.contributions, b.contributions)
+    assert list(a.band) == list(b.band)
+    with pytest.raises(ValueError, match="expected a"):
+        scorer.score_values(values[:, :-1])
+    values[1, 2] = -np.inf
+    with pytest.raises(ValueError, match="infinite"):
+        scorer.score_values(values)
