@@ -105,10 +105,11 @@ def serve_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[st
         raise ValueError("BENTOML_CONFIG_OVERRIDES must be a JSON object")
     service = overrides.setdefault("services", {}).setdefault(SERVICE_NAME, {})
     service["workers"] = args.workers
+    access = service.setdefault("logging", {}).setdefault("access", {})
     if args.access_log:
-        service.setdefault("logging", {}).setdefault("access", {})["enabled"] = True
+        access["enabled"] = True
     else:  # one log line per request costs ~0.5 ms of the event loop; see --help
-        service.setdefault("logging", {}).setdefault("access", {}).setdefault("enabled", False)
+        access.setdefault("enabled", False)
     tracing = service.setdefault("tracing", {})
     if isinstance(tracing, dict) and not tracing.get("exporter_type"):
         # No exporter: BentoML would still build (and drop) an OpenTelemetry span for every
