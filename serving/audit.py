@@ -10,8 +10,20 @@ valid shorter chain: keep the last hash `verify` prints somewhere else to detect
 Appends are safe across threads (a lock) and across processes sharing the file (several
 service workers): each append takes an exclusive `fcntl.flock` on the log's descriptor
 (kept open; reopened when the path names a new file), reads the chain's last hash from
-the file itself (unless the file is exactly as this process left it), writes and fsyncs
-before releasing it. A request's records are appended before its response is sent.
+the file itself (unless the file is exactly as this process left it) and writes before
+releasing it. A request's records are appended before its response is sent.
+
+Durability (`sync`, from EXPORTGUARD_AUDIT_SYNC in the service):
+
+- ``fsync`` (default): every append returns only once its records are fsynced, so an
+  answered decision survives a crash of the host or a power cut.
+- ``write``: every append returns once its records are written to the file (the kernel
+  holds them), so an answered decision survives the service being killed or crashing;
+  a background thread fsyncs every `flush_interval` seconds (1 s by default), so a crash
+  of the whole host can lose at most the decisions of that last interval. The fsync is
+  a third to a half of a single-account answer's latency on the bench machine
+  (bench/serve.py); this is the trade for callers who need that time back, as with
+  auditd's asynchronous flush.
 """
 
 from __future__ import annotations
@@ -33,6 +45,10 @@ log = logging.getLogger(__name__)
 
 AUDIT_ENV = "EXPORTGUARD_AUDIT_LOG"
 DEFAULT_AUDIT_LOG = Path("audit/decisions.jsonl")
+SYNC_ENV = "EXPORTGUARD_AUDIT_SYNC"
+#: Durability modes: fsync every append (default), or write now and fsync in the background.
+SYNC_MODES = ("fsync", "write")
+DEFAULT_FLUSH_INTERVAL_S = 1.0
 GENESIS = "0" * 64
 _TAIL_BYTES = 16 * 1024  # a record is ~3 KB; the read grows until it holds a whole line
 
@@ -102,8 +118,19 @@ class AuditLog:
     an fsync instead of paying one each, and the chain order is the commit order.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, sync: str = "fsync", flush_interval: float = DEFAULT_FLUSH_INTERVAL_S
+    ) -> None:
+        if sync not in SYNC_MODES:
+            raise AuditError(f"audit sync mode {sync!r}: expected one of {', '.join(SYNC_MODES)}")
+        if not flush_interval > 0:
+            raise AuditError(f"audit flush interval {flush_interval!r}: must be > 0 seconds")
         self.path = Path(path)
+        self.sync = sync
+        self.flush_interval = flush_interval
+        self._dirty = False  # written but not yet fsynced (write mode)
+        self._flusher: threading.Thread | None = None
+        self._closing = threading.Event()
         self._cond = threading.Condition()
         self._pending: list[_Pending] = []
         self._writing = False
@@ -135,6 +162,9 @@ class AuditLog:
         if self._fd is not None and current == self._fd_id:
             return self._fd
         if self._fd is not None:
+            if self._dirty:  # write mode: what went to the rotated-away file is synced first
+                os.fsync(self._fd)
+                self._dirty = False
             os.close(self._fd)
             self._fd = None
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
@@ -143,17 +173,59 @@ class AuditLog:
         return fd
 
     def close(self) -> None:
-        """Close the descriptor (the next append reopens it)."""
+        """Fsync what is still unsynced, stop the flusher, close the descriptor.
+
+        The next append reopens the descriptor (and restarts the flusher in write mode).
+        """
+        self._closing.set()
+        if self._flusher is not None:
+            self._flusher.join()
+            self._flusher = None
+        self._closing.clear()
+        self.flush()
         with self._cond:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = self._fd_id = None
 
+    def flush(self) -> None:
+        """Fsync records written since the last fsync (write mode); nothing to do otherwise."""
+        with self._cond:
+            while self._writing:  # take the writer's turn: no descriptor swap meanwhile
+                self._cond.wait()
+            if not self._dirty or self._fd is None:
+                return
+            self._writing, self._dirty = True, False
+            fd = self._fd
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._dirty = True
+            log.error("audit log %s: background fsync failed: %s", self.path, exc)
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+    def _flush_periodically(self) -> None:
+        while not self._closing.wait(self.flush_interval):
+            self.flush()
+
+    def _start_flusher(self) -> None:
+        """Write mode: one daemon thread per process fsyncs every `flush_interval` seconds."""
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(
+                target=self._flush_periodically, name="audit-flush", daemon=True
+            )
+            self._flusher.start()
+
     def append(self, records: Iterable[dict[str, Any]]) -> list[str]:
-        """Chain, write and fsync the records; returns their hashes once they are durable."""
+        """Chain and write the records (and fsync them in fsync mode); returns their hashes."""
         mine = _Pending(list(records))
         if not mine.records:
             return []
+        if self.sync == "write":
+            self._start_flusher()
         with self._cond:
             self._pending.append(mine)
             while self._writing and not mine.done:
@@ -202,7 +274,10 @@ class AuditLog:
             data = memoryview(b"".join(lines))
             while data:  # O_APPEND: every write lands at the end
                 data = data[os.write(fd, data) :]
-            os.fsync(fd)
+            if self.sync == "fsync":
+                os.fsync(fd)
+            else:
+                self._dirty = True  # the flusher fsyncs it within flush_interval
             st = os.fstat(fd)
             self._tail = ((st.st_dev, st.st_ino, st.st_size), prev)
         except BaseException:

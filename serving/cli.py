@@ -50,6 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="audit log ($EXPORTGUARD_AUDIT_LOG, else audit/decisions.jsonl)",
     )
     serve.add_argument(
+        "--audit-sync",
+        choices=("fsync", "write"),
+        default=None,
+        help=(
+            "audit durability ($EXPORTGUARD_AUDIT_SYNC, else fsync): fsync = each answer waits "
+            "until its records are on disk; write = each answer waits until its records are "
+            "written to the log file (safe if the service dies) and a background fsync runs "
+            "every second (a host crash can lose that last second)"
+        ),
+    )
+    serve.add_argument(
         "--tokens-file", type=Path, default=None, help="file of API tokens, one per line"
     )
     serve.add_argument(
@@ -96,6 +107,8 @@ def serve_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[st
     ):
         if flag is not None:
             env[var] = str(Path(flag).absolute())
+    if args.audit_sync is not None:
+        env["EXPORTGUARD_AUDIT_SYNC"] = args.audit_sync
     raw = env.get("BENTOML_CONFIG_OVERRIDES", "").strip()
     try:
         overrides = json.loads(raw) if raw else {}
@@ -132,9 +145,10 @@ def run_serve(args: argparse.Namespace) -> int:
     tokens = TokenStore.from_env(env)
     settings = ServeSettings.from_env(env)
     bundle = load_bundle(settings.model_path, expected_features=FEATURE_NAMES)
-    AuditLog(settings.audit_log)
+    AuditLog(settings.audit_log, sync=settings.audit_sync)
     log.info(
-        "serving %s v%s (sha256 %s) on http://%s:%d with %d worker(s), %d token(s); audit log %s",
+        "serving %s v%s (sha256 %s) on http://%s:%d with %d worker(s), %d token(s); "
+        "audit log %s (%s)",
         bundle.name,
         bundle.version,
         bundle.sha256[:12],
@@ -143,6 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
         args.workers,
         len(tokens.token_ids),
         settings.audit_log,
+        settings.audit_sync,
     )
     argv = [
         sys.executable,

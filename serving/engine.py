@@ -115,7 +115,7 @@ class Engine:
         """Verify the bundle, open the audit log, warm up with an additivity check; then ready."""
         t0 = time.perf_counter()
         scorer = Scorer.from_path(self.settings.model_path)  # verifies every file's sha256
-        audit = AuditLog(self.settings.audit_log)
+        audit = AuditLog(self.settings.audit_log, sync=self.settings.audit_sync)
         table = warmup_table()
         err = scorer.additivity_error(table)
         if not err <= ADDITIVITY_TOL:
@@ -129,12 +129,13 @@ class Engine:
         self.scorer, self.audit = scorer, audit
         self.ready = True
         log.info(
-            "ready: model %s v%s sha256 %s, additivity error %.2g, audit log %s (%.2f s)",
+            "ready: model %s v%s sha256 %s, additivity error %.2g, audit log %s (%s; %.2f s)",
             scorer.bundle.name,
             scorer.bundle.version,
             scorer.bundle.sha256[:12],
             err,
             audit.path,
+            audit.sync,
             time.perf_counter() - t0,
         )
 

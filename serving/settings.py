@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from exportguard.serving.audit import AUDIT_ENV, DEFAULT_AUDIT_LOG
+from exportguard.serving.audit import AUDIT_ENV, DEFAULT_AUDIT_LOG, SYNC_ENV, SYNC_MODES
 from exportguard.serving.snapshot import DEFAULT_STORE, STORE_ENV
 
 SERVICE_NAME = "exportguard"
@@ -31,10 +31,14 @@ class ServeSettings(BaseModel):
     feature_store: Path
     audit_log: Path
     deadline_s: float
+    audit_sync: str = "fsync"  # see serving/audit.py: "fsync" (default) or "write"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeSettings:
-        """Paths from EXPORTGUARD_MODEL / _FEATURE_STORE / _AUDIT_LOG, with the documented defaults."""
+        """Paths from EXPORTGUARD_MODEL / _FEATURE_STORE / _AUDIT_LOG, with the documented defaults.
+
+        Also EXPORTGUARD_REQUEST_DEADLINE_S and EXPORTGUARD_AUDIT_SYNC (fsync or write).
+        """
         env = os.environ if environ is None else environ
 
         def path(var: str, default: Path) -> Path:
@@ -50,9 +54,13 @@ class ServeSettings(BaseModel):
             ) from None
         if not 0 < deadline < 3600:
             raise ValueError(f"{DEADLINE_ENV}={deadline} must be between 0 and 3600 seconds")
+        sync = env.get(SYNC_ENV, "").strip() or "fsync"
+        if sync not in SYNC_MODES:
+            raise ValueError(f"{SYNC_ENV}={sync!r}: expected one of {', '.join(SYNC_MODES)}")
         return cls(
             model_path=path(MODEL_ENV, DEFAULT_MODEL),
             feature_store=path(STORE_ENV, DEFAULT_STORE),
             audit_log=path(AUDIT_ENV, DEFAULT_AUDIT_LOG),
             deadline_s=deadline,
+            audit_sync=sync,
         )

@@ -29,8 +29,11 @@ def _audit_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_audit_records_equal_successful_responses(tiny_bundle: Path, tmp_path: Path) -> None:
-    env = service_env(tiny_bundle, tmp_path)
+@pytest.mark.parametrize("sync", ["fsync", "write"])
+def test_audit_records_equal_successful_responses(
+    tiny_bundle: Path, tmp_path: Path, sync: str
+) -> None:
+    env = service_env(tiny_bundle, tmp_path, EXPORTGUARD_AUDIT_SYNC=sync)
     audit_path = Path(env["EXPORTGUARD_AUDIT_LOG"])
     rows = account_rows(40, seed=5)
     write_snapshot(rows_frame(rows), tmp_path / "store", pd.Timestamp("2026-06-01"), "t")

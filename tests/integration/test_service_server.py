@@ -127,7 +127,10 @@ def test_serve_refuses_a_missing_bundle(
     assert code == 2 and "metadata.json is missing" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["serve", "--port", "0"], ["serve", "--workers", "two"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--port", "0"], ["serve", "--workers", "two"], ["serve", "--audit-sync", "never"]],
+)
 def test_serve_rejects_bad_flags(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -146,6 +149,9 @@ def test_serve_environment_passes_flags_to_the_workers(tmp_path: Path) -> None:
     assert env["EXPORTGUARD_MODEL"] == str(Path("m").absolute())
     assert env["EXPORTGUARD_AUDIT_LOG"] == str(Path("a/log.jsonl").absolute())
     assert "EXPORTGUARD_FEATURE_STORE" not in env and env["BENTOML_DO_NOT_TRACK"] == "true"
+    assert "EXPORTGUARD_AUDIT_SYNC" not in env  # the service's default (fsync) applies
+    sync = build_parser().parse_args(["serve", "--audit-sync", "write"])
+    assert serve_environment(sync, {})["EXPORTGUARD_AUDIT_SYNC"] == "write"
     overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
     untraced = {"excluded_urls": ["/score"]}
     no_access_log = {"access": {"enabled": False}}

@@ -167,3 +167,61 @@ def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
     by_account = {r["account_id"]: r["hash"] for r in recs}
     for i, pair in enumerate(hashes):  # each caller got the hashes of its own records
         assert pair == [by_account[f"acc_{2 * i}"], by_account[f"acc_{2 * i + 1}"]]
+
+
+def test_write_mode_appends_without_fsync_and_flushes_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import threading
+
+    real_fsync, calls = os.fsync, []
+    synced = threading.Event()
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+        synced.set()
+
+    monkeypatch.setattr("exportguard.serving.audit.os.fsync", counting_fsync)
+    path = tmp_path / "log.jsonl"
+    log = AuditLog(path, sync="write", flush_interval=0.05)
+    hashes = [log.append(_records(2, 2 * i)) for i in range(5)]
+    # every record is in the file (readable by any process) as soon as append returns
+    result = verify(path)
+    assert result.ok and result.records == 10 and result.last_hash == hashes[-1][-1]
+    assert synced.wait(5), "the background flusher never fsynced"
+    assert 1 <= len(calls) < 5  # one background fsync covered several appends
+    log.append(_records(1, 100))
+    before = len(calls)
+    log.close()  # what is still unsynced is synced on close
+    assert len(calls) == before + 1
+    assert verify(path).records == 11
+
+
+def test_write_mode_syncs_the_old_file_before_following_a_rotation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    real_fsync, synced_inodes = os.fsync, []
+
+    def recording_fsync(fd: int) -> None:
+        synced_inodes.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr("exportguard.serving.audit.os.fsync", recording_fsync)
+    path = tmp_path / "log.jsonl"
+    log = AuditLog(path, sync="write", flush_interval=3600)
+    log.append(_records(3))
+    old_inode = path.stat().st_ino
+    path.rename(tmp_path / "log.1.jsonl")
+    log.append(_records(2, 3))  # reopens the path: a new chain in a new file
+    assert synced_inodes == [old_inode]
+    assert verify(tmp_path / "log.1.jsonl").records == 3 and verify(path).records == 2
+    log.close()
+
+
+def test_unknown_sync_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="sync mode 'sometimes'"):
+        AuditLog(tmp_path / "log.jsonl", sync="sometimes")
