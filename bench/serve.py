@@ -4,9 +4,10 @@ Run by hand, never in CI:
 
     .venv/bin/python bench/serve.py                       # builds a bench bundle if needed
     .venv/bin/python bench/serve.py --model models/champion --workers 2 --requests 400
+    .venv/bin/python bench/serve.py --audit-sync fsync write   # both audit durability modes
 
 Starts `exportguard serve` on 127.0.0.1 (a free port, a temporary audit log, the service's
-defaults), then runs a bounded closed-loop load: concurrency 1, 16 and 64, a fixed number
+defaults; `--audit-sync` runs it once per audit durability mode), then runs a bounded closed-loop load: concurrency 1, 16 and 64, a fixed number
 of requests each, with 1-account and with 50-account `POST /score` requests. The client
 is lean (asyncio streams, keep-alive connections added one every 20 ms under load, requests
 prebuilt as bytes) because it shares the machine's cores with the server. Reported per
@@ -274,7 +275,7 @@ def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def start_server(
-    bundle: Path, work: Path, audit_dir: Path, workers: int, null: bool = False
+    bundle: Path, work: Path, audit_dir: Path, workers: int, null: bool = False, sync: str = "fsync"
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`exportguard serve` on a free port; with `null`, bench/null_service.py configured alike."""
     import httpx
@@ -301,6 +302,7 @@ def start_server(
             sys.executable, "-m", "exportguard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--model", str(bundle), "--audit-log", str(audit_dir / "audit.jsonl"),
             "--feature-store", str(work / "store"), "--workers", str(workers),
+            "--audit-sync", sync,
         ]  # fmt: skip
         cwd = work
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed with the process
@@ -340,6 +342,10 @@ def main() -> int:
         help="directory for the audit log (default: the temp dir; its fsync cost is part of every answer)",
     )  # fmt: skip
     parser.add_argument(
+        "--audit-sync", nargs="+", choices=("fsync", "write"), default=["fsync"],
+        help="audit durability mode(s) to run the service with, each in turn (default: fsync, the service's default)",
+    )  # fmt: skip
+    parser.add_argument(
         "--repeats", type=int, default=1, help="runs per load level (figures: their median)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serve.json")
@@ -355,20 +361,28 @@ def main() -> int:
         singles = [json.dumps({"accounts": [r]}).encode() for r in rows]
         fifties = [json.dumps({"accounts": rows[i : i + 50]}).encode() for i in range(0, 2000, 50)]
         before = floor(bundle, rows, singles=args.requests, batches=args.batch_requests)
-        audit_dir = Path(tempfile.mkdtemp(prefix="eg-audit-", dir=args.audit_dir))
-        proc, url = start_server(bundle, work, audit_dir, args.workers)
-        runs = []
-        try:
-            for per, bodies, n in ((1, singles, args.requests), (50, fifties, args.batch_requests)):
-                for conc in (1, 16, 64):
-                    reps = [
-                        asyncio.run(load(url, bodies, per, conc, n, proc.pid))
-                        for _ in range(args.repeats)
-                    ]
-                    runs.append(median_run(reps))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+        by_mode: dict[str, list[dict[str, Any]]] = {}
+        audit_lines: dict[str, int] = {}
+        for sync in args.audit_sync:
+            audit_dir = Path(tempfile.mkdtemp(prefix="eg-audit-", dir=args.audit_dir))
+            proc, url = start_server(bundle, work, audit_dir, args.workers, sync=sync)
+            runs = by_mode[sync] = []
+            try:
+                for per, bodies, n in (
+                    (1, singles, args.requests),
+                    (50, fifties, args.batch_requests),
+                ):
+                    for conc in (1, 16, 64):
+                        reps = [
+                            asyncio.run(load(url, bodies, per, conc, n, proc.pid))
+                            for _ in range(args.repeats)
+                        ]
+                        runs.append(median_run(reps))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            audit_lines[sync] = sum(1 for _ in open(audit_dir / "audit.jsonl", "rb"))
+            shutil.rmtree(audit_dir)
         proc, url = start_server(bundle, work, audit_dir, args.workers, null=True)
         nulls = []
         try:
@@ -382,8 +396,6 @@ def main() -> int:
             proc.terminate()
             proc.wait(30)
         after = floor(bundle, rows, singles=args.requests, batches=args.batch_requests)
-        audit_lines = sum(1 for _ in open(audit_dir / "audit.jsonl", "rb"))
-        shutil.rmtree(audit_dir)
     # The machine is shared: take the faster floor of the two runs (the stricter baseline).
     ref = {
         "single_cpu_ms": min(before["single_cpu_ms"], after["single_cpu_ms"]),
@@ -399,25 +411,32 @@ def main() -> int:
         ),
     }
 
-    def run(per: int, conc: int) -> dict[str, Any]:
-        return next(
-            r for r in runs if r["accounts_per_request"] == per and r["concurrency"] == conc
-        )
+    def mode_checks(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        def run(per: int, conc: int) -> dict[str, Any]:
+            return next(
+                r for r in runs if r["accounts_per_request"] == per and r["concurrency"] == conc
+            )
 
-    checks = {
-        "zero_errors": all(r["errors"] == 0 for r in runs),
-        "single_p50_ratio": run(1, 1)["p50_ms"] / ref["single_p50_ms"],
-        "c64_batch50_throughput_ratio": run(50, 64)["accounts_per_s"]
-        / ref["batch50_accounts_per_s"],
-        "c16_single_p99_ms": run(1, 16)["p99_ms"],
-        "c16_batch50_p99_ms": run(50, 16)["p99_ms"],
-        "server_cpu_single_ratio": run(1, 1)["server_cpu_ms_per_request"] / ref["single_cpu_ms"],
-        "server_cpu_batch50_ratio": run(50, 64)["server_cpu_ms_per_request"]
-        / ref["batch50_cpu_ms"],
+        return {
+            "zero_errors": all(r["errors"] == 0 for r in runs),
+            "single_c1_p50_ms": run(1, 1)["p50_ms"],
+            "single_p50_ratio": run(1, 1)["p50_ms"] / ref["single_p50_ms"],
+            "c64_batch50_throughput_ratio": run(50, 64)["accounts_per_s"]
+            / ref["batch50_accounts_per_s"],
+            "c16_single_p99_ms": run(1, 16)["p99_ms"],
+            "c16_batch50_p99_ms": run(50, 16)["p99_ms"],
+            "server_cpu_single_ratio": run(1, 1)["server_cpu_ms_per_request"]
+            / ref["single_cpu_ms"],
+            "server_cpu_batch50_ratio": run(50, 64)["server_cpu_ms_per_request"]
+            / ref["batch50_cpu_ms"],
+            "single_p50_vs_http_floor_plus_inprocess": run(1, 1)["p50_ms"]
+            / (nulls[0]["p50_ms"] + ref["single_p50_ms"]),
+        }
+
+    checks = {mode: mode_checks(runs) for mode, runs in by_mode.items()}
+    http_floor = {
         "http_floor_c1_p50_ms": nulls[0]["p50_ms"],
         "http_floor_plus_inprocess_ms": nulls[0]["p50_ms"] + ref["single_p50_ms"],
-        "single_p50_vs_http_floor_plus_inprocess": run(1, 1)["p50_ms"]
-        / (nulls[0]["p50_ms"] + ref["single_p50_ms"]),
     }
     result = {
         "bundle": str(bundle),
@@ -426,8 +445,9 @@ def main() -> int:
         "floor": ref,
         "floor_before": before,
         "floor_after": after,
-        "runs": runs,
+        "runs": by_mode,
         "http_floor_runs": nulls,
+        "http_floor": http_floor,
         "checks": checks,
         "audit_records": audit_lines,
     }
@@ -451,16 +471,6 @@ def main() -> int:
         f"  in-process CPU per call: 1 account {ref['single_cpu_ms']:.2f} ms, "
         f"50 accounts {ref['batch50_cpu_ms']:.2f} ms"
     )
-    print(
-        f"{'acc/req':>7} {'conc':>5} {'reqs':>5} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'acc/s':>8} {'srv cpu ms/req':>15}  connections per worker"
-    )
-    for r in runs:
-        print(
-            f"{r['accounts_per_request']:>7} {r['concurrency']:>5} {r['requests']:>5} {r['errors']:>6} "
-            f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['accounts_per_s']:>8.0f} "
-            f"{r['server_cpu_ms_per_request']:>15.2f}  {r['connections_per_worker']}"
-        )
     for r in nulls:
         print(
             f"HTTP floor (same service shape, canned answer; no scoring, no audit), 1 account, "
@@ -468,20 +478,33 @@ def main() -> int:
             f"{r['accounts_per_s']:.0f} req/s, server CPU {r['server_cpu_ms_per_request']:.2f} ms/request, "
             f"errors {r['errors']}"
         )
-    print(
-        f"1-account c1 p50 / (HTTP floor p50 + in-process p50): "
-        f"{checks['single_p50_vs_http_floor_plus_inprocess']:.2f}x "
-        f"({run(1, 1)['p50_ms']:.2f} ms vs {checks['http_floor_c1_p50_ms']:.2f} + {ref['single_p50_ms']:.2f} ms)"
-    )
-    print(
-        f"zero errors: {checks['zero_errors']}; 1-account p50 / in-process: {checks['single_p50_ratio']:.2f}x "
-        f"(target <= 2); c64 50-account acc/s / in-process batch: {checks['c64_batch50_throughput_ratio']:.0%} "
-        f"(target >= 70%); c16 p99: 1 account {checks['c16_single_p99_ms']:.1f} ms, "
-        f"50 accounts {checks['c16_batch50_p99_ms']:.1f} ms (target < 100); "
-        f"server CPU per request / in-process CPU per call: 1 account "
-        f"{checks['server_cpu_single_ratio']:.2f}x, 50 accounts {checks['server_cpu_batch50_ratio']:.2f}x; "
-        f"audit records {audit_lines}"
-    )
+    for mode, runs in by_mode.items():
+        c = checks[mode]
+        print(f"service, audit sync {mode}:")
+        print(
+            f"{'acc/req':>7} {'conc':>5} {'reqs':>5} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'acc/s':>8} {'srv cpu ms/req':>15}  connections per worker"
+        )
+        for r in runs:
+            print(
+                f"{r['accounts_per_request']:>7} {r['concurrency']:>5} {r['requests']:>5} {r['errors']:>6} "
+                f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['accounts_per_s']:>8.0f} "
+                f"{r['server_cpu_ms_per_request']:>15.2f}  {r['connections_per_worker']}"
+            )
+        print(
+            f"  1-account c1 p50 / (HTTP floor p50 + in-process p50): "
+            f"{c['single_p50_vs_http_floor_plus_inprocess']:.2f}x "
+            f"({c['single_c1_p50_ms']:.2f} ms vs {http_floor['http_floor_c1_p50_ms']:.2f} + {ref['single_p50_ms']:.2f} ms)"
+        )
+        print(
+            f"  zero errors: {c['zero_errors']}; 1-account p50 / in-process: {c['single_p50_ratio']:.2f}x "
+            f"(target <= 2); c64 50-account acc/s / in-process batch: {c['c64_batch50_throughput_ratio']:.0%} "
+            f"(target >= 70%); c16 p99: 1 account {c['c16_single_p99_ms']:.1f} ms, "
+            f"50 accounts {c['c16_batch50_p99_ms']:.1f} ms (target < 100); "
+            f"server CPU per request / in-process CPU per call: 1 account "
+            f"{c['server_cpu_single_ratio']:.2f}x, 50 accounts {c['server_cpu_batch50_ratio']:.2f}x; "
+            f"audit records {audit_lines[mode]}"
+        )
     return 0
 
 

@@ -213,7 +213,7 @@ class Engine:
         now = datetime.now(UTC).isoformat()
         records = []
         for i, res in enumerate(results):
-            values = batch.values[i]
+            values = batch.values[i].tolist()  # Python floats; NaN (missing) -> null below
             records.append(
                 {
                     "time": now,
@@ -222,7 +222,7 @@ class Engine:
                     "endpoint": info.endpoint,
                     "account_id": res.account_id,
                     "features": {
-                        n: (None if np.isnan(v) else float(v))
+                        n: (None if v != v else v)  # v != v only for NaN
                         for n, v in zip(batch.feature_names, values, strict=True)
                     },
                     "model": model,
