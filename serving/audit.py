@@ -2,9 +2,10 @@
 
 Each line is one decision: the record's canonical JSON (sorted keys, no spaces) with its
 `hash` added as the last key. `prev_hash` is the previous line's `hash` (64 zeros for the
-first line); `hash` is the sha256 of the record's canonical JSON without the `hash` key.
-An edit changes a record's hash, a deletion or reordering breaks a `prev_hash` link, so
-`verify` names the first line that does not fit. (Removing lines at the very end leaves a
+first line); `hash` is the sha256 of the line's bytes without the `hash` key, i.e. of
+the record's JSON exactly as written (`verify` hashes those bytes, so it does not depend
+on how a JSON library formats numbers). An edit changes a record's bytes, a deletion or
+reordering breaks a `prev_hash` link, so `verify` names the first line that does not fit. (Removing lines at the very end leaves a
 valid shorter chain: keep the last hash `verify` prints somewhere else to detect that.)
 
 Appends are safe across threads (a lock) and across processes sharing the file (several
@@ -33,11 +34,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from exportguard.errors import ExportguardError
 
@@ -64,10 +68,15 @@ def default_audit_path() -> Path:
 
 
 def canonical(record: dict[str, Any]) -> bytes:
-    """The bytes a record's hash covers: sorted keys, no spaces, no NaN."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """A record's bytes as written: JSON with sorted keys, no spaces, UTF-8 (orjson)."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:  # orjson.JSONEncodeError: a value JSON cannot hold
+        raise AuditError(f"audit record cannot be written as JSON: {exc}") from None
+
+
+#: The end of every line: the hash of the bytes before it (with the closing brace).
+_HASH_SUFFIX = re.compile(rb',"hash":"([0-9a-f]{64})"\}\n\Z')
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -323,7 +332,12 @@ def verify(path: Path) -> VerifyResult:
                     "prev_hash does not match the previous record's hash "
                     "(a record was deleted, inserted or reordered before this line)",
                 )
-            if record_hash(rec) != rec["hash"]:
+            suffix = _HASH_SUFFIX.search(raw)
+            if (
+                suffix is None
+                or suffix.group(1).decode() != rec["hash"]
+                or hashlib.sha256(raw[: suffix.start()] + b"}").hexdigest() != rec["hash"]
+            ):
                 return VerifyResult(
                     False,
                     count,

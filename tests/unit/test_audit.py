@@ -225,3 +225,38 @@ def test_write_mode_syncs_the_old_file_before_following_a_rotation(
 def test_unknown_sync_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AuditError, match="sync mode 'sometimes'"):
         AuditLog(tmp_path / "log.jsonl", sync="sometimes")
+
+
+def test_verify_hashes_the_bytes_as_written(chain: Path) -> None:
+    lines = _lines(chain)
+    # same content, other formatting (spaces): no longer the bytes that were hashed
+    lines[1] = json.dumps(json.loads(lines[1])) + "\n"
+    chain.write_text("".join(lines), encoding="utf-8")
+    result = verify(chain)
+    assert not result.ok and result.line == 2 and "edited" in result.reason
+
+
+def test_logs_written_with_the_standard_json_module_still_verify(tmp_path: Path) -> None:
+    import hashlib
+
+    path, prev, lines = tmp_path / "old.jsonl", GENESIS, []
+    for rec in _records(3) + [{"account_id": "ü", "score": 1e-05, "band": "low"}]:
+        body = json.dumps(
+            {**rec, "prev_hash": prev}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+        prev = hashlib.sha256(body).hexdigest()
+        lines.append(body[:-1] + f',"hash":"{prev}"}}\n'.encode())
+    path.write_bytes(b"".join(lines))
+    result = verify(path)
+    assert result.ok and result.records == 4 and result.last_hash == prev
+    AuditLog(path).append(_records(1, 9))  # and the chain continues from them
+    assert verify(path).records == 5
+
+
+def test_a_record_json_cannot_hold_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    log = AuditLog(tmp_path / "log.jsonl")
+    with pytest.raises(AuditError, match="cannot be written as JSON"):
+        log.append([{"account_id": "a", "score": np.float32(0.5)}])
+    assert (tmp_path / "log.jsonl").read_bytes() == b""
