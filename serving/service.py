@@ -24,7 +24,10 @@ Traffic settings, chosen deliberately:
   waits on the disk, and commits that arrive together share one fsync (AuditLog's group
   commit). With `write` durability the commit of a small request is a write to the
   log file (tens of microseconds) and stays on the event loop, saving the two thread
-  hand-offs; the background fsync, once a second, can hold it for one fsync.
+  hand-offs; the background fsync, once a second, can hold it for one fsync. With
+  `fsync` durability a small request's commit also stays on the loop when it is the
+  worker's only request in flight: there is nothing to overlap the fsync with or to
+  group it with, and the hand-offs would only add to its latency.
 - `max_concurrency=256` per service bounds requests in flight (the excess gets 429 at
   once rather than queueing without limit); `timeout=30` s answers 504 for a stuck
   request, and the engine refuses to score (503, nothing audited) a request that has
@@ -140,6 +143,7 @@ class ExportGuard:
         self.engine = Engine(ServeSettings.from_env())
         self._scoring = threading.BoundedSemaphore(SCORING_THREADS)
         self._threads: anyio.CapacityLimiter | None = None
+        self._in_flight = 0  # scoring requests in this worker (event-loop thread only)
 
     @bentoml.on_startup
     def verify_and_warm_up(self) -> None:
@@ -186,8 +190,8 @@ class ExportGuard:
         """
         if inline:
             prepared = prepare(request, info)
-            if self.engine.settings.audit_sync == "write":  # a write, no fsync: no hand-off
-                answer = self.engine.commit(info, prepared)
+            if self.engine.settings.audit_sync == "write" or self._in_flight == 1:
+                answer = self.engine.commit(info, prepared)  # no hand-off (see module notes)
             else:
                 answer = await anyio.to_thread.run_sync(
                     self.engine.commit, info, prepared, limiter=self._limiter()
@@ -201,6 +205,7 @@ class ExportGuard:
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
         """Score accounts from the feature values in the request; top reasons per account."""
+        self._in_flight += 1
         try:
             inline = len(request.accounts) <= INLINE_MAX_ACCOUNTS
             return await self._answer(
@@ -208,6 +213,8 @@ class ExportGuard:
             )  # type: ignore[return-value]
         except RequestFailed as exc:
             return _error(exc, ctx)
+        finally:
+            self._in_flight -= 1
 
     @bentoml.api(route="/score_accounts")
     async def score_accounts(
@@ -215,10 +222,13 @@ class ExportGuard:
     ) -> ScoreAccountsResponse:
         """Score accounts by id from the latest feature snapshot; unknown ids are per-item errors."""
         info = _info(ctx, "score_accounts")
+        self._in_flight += 1
         try:
             return await self._answer(self.engine.prepare_score_accounts, request, info)  # type: ignore[return-value]
         except RequestFailed as exc:
             return _error(exc, ctx)
+        finally:
+            self._in_flight -= 1
 
 
 ExportGuard.add_asgi_middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES)
