@@ -14,7 +14,10 @@ prebuilt as bytes) because it shares the machine's cores with the server. Report
 run: p50/p99 latency, accounts scored per second, errors (non-200 or transport failures),
 server CPU per request and how the connections landed on the workers. In the same run
 the floor: the in-process Scorer (`score_values` + exact SHAP + top-5 reasons, one
-thread) on the same accounts, one at a time and in 50-row batches, before and after.
+thread) on the same accounts, one at a time and in 50-row batches, before and after;
+and, as a diagnostic only, one at a time with a 1 ms pause before each call (a server
+at concurrency 1 idles between requests, and on this machine the same work then runs
+slower).
 
 Targets (issue 4): zero errors; 1-account p50 within 2x the in-process 1-account time;
 accounts/s at concurrency 64 with 50-account requests >= 70% of in-process 50-row batch
@@ -42,6 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-token-0123456789abcdef"
+PAUSE_S = 0.001  # the floor's diagnostic run: pause before each 1-account call
 
 
 def free_port() -> int:
@@ -102,6 +106,15 @@ def floor(bundle: Path, rows: list[dict[str, Any]], singles: int, batches: int) 
         run(values[i % len(values)][None, :])
         lat.append(time.perf_counter() - t)
     single_cpu = (time.process_time() - c0) / singles
+    # The same calls with a 1 ms pause before each, as a server at concurrency 1 sees them
+    # (idle between requests): a diagnostic of what idling costs on this machine, not the
+    # target's floor.
+    paused = []
+    for i in range(singles):
+        time.sleep(PAUSE_S)
+        t = time.perf_counter()
+        run(values[i % len(values)][None, :])
+        paused.append(time.perf_counter() - t)
     t0, c0 = time.perf_counter(), time.process_time()
     for b in range(batches):
         start = (50 * b) % (len(values) - 50)
@@ -113,6 +126,7 @@ def floor(bundle: Path, rows: list[dict[str, Any]], singles: int, batches: int) 
         "batch50_cpu_ms": 1e3 * batch_cpu,
         "single_p50_ms": 1e3 * pct(lat, 50),
         "single_p99_ms": 1e3 * pct(lat, 99),
+        "single_paused_p50_ms": 1e3 * pct(paused, 50),
         "single_accounts_per_s": len(lat) / sum(lat),
         "batch50_ms": 1e3 * batch_s / batches,
         "batch50_accounts_per_s": 50 * batches / batch_s,
@@ -402,6 +416,7 @@ def main() -> int:
         "batch50_cpu_ms": min(before["batch50_cpu_ms"], after["batch50_cpu_ms"]),
         "single_p50_ms": min(before["single_p50_ms"], after["single_p50_ms"]),
         "single_p99_ms": min(before["single_p99_ms"], after["single_p99_ms"]),
+        "single_paused_p50_ms": min(before["single_paused_p50_ms"], after["single_paused_p50_ms"]),
         "single_accounts_per_s": max(
             before["single_accounts_per_s"], after["single_accounts_per_s"]
         ),
@@ -421,6 +436,7 @@ def main() -> int:
             "zero_errors": all(r["errors"] == 0 for r in runs),
             "single_c1_p50_ms": run(1, 1)["p50_ms"],
             "single_p50_ratio": run(1, 1)["p50_ms"] / ref["single_p50_ms"],
+            "single_p50_vs_paused_floor": run(1, 1)["p50_ms"] / ref["single_paused_p50_ms"],
             "c64_batch50_throughput_ratio": run(50, 64)["accounts_per_s"]
             / ref["batch50_accounts_per_s"],
             "c16_single_p99_ms": run(1, 16)["p99_ms"],
@@ -459,7 +475,8 @@ def main() -> int:
     )
     for name, f in (("before", before), ("after", after)):
         print(
-            f"  floor {name}: 1 account p50 {f['single_p50_ms']:.2f} ms; "
+            f"  floor {name}: 1 account p50 {f['single_p50_ms']:.2f} ms "
+            f"({f['single_paused_p50_ms']:.2f} ms with a {1e3 * PAUSE_S:g} ms pause before each call); "
             f"50-row batch {f['batch50_accounts_per_s']:.0f} acc/s"
         )
     print(
@@ -495,6 +512,10 @@ def main() -> int:
             f"  1-account c1 p50 / (HTTP floor p50 + in-process p50): "
             f"{c['single_p50_vs_http_floor_plus_inprocess']:.2f}x "
             f"({c['single_c1_p50_ms']:.2f} ms vs {http_floor['http_floor_c1_p50_ms']:.2f} + {ref['single_p50_ms']:.2f} ms)"
+        )
+        print(
+            f"  1-account c1 p50 / in-process p50 with pauses: {c['single_p50_vs_paused_floor']:.2f}x "
+            f"(diagnostic: {c['single_c1_p50_ms']:.2f} ms vs {ref['single_paused_p50_ms']:.2f} ms)"
         )
         print(
             f"  zero errors: {c['zero_errors']}; 1-account p50 / in-process: {c['single_p50_ratio']:.2f}x "
