@@ -21,10 +21,9 @@ Durability (`sync`, from EXPORTGUARD_AUDIT_SYNC in the service):
 - ``write``: every append returns once its records are written to the file (the kernel
   holds them), so an answered decision survives the service being killed or crashing;
   a background thread fsyncs every `flush_interval` seconds (1 s by default), so a crash
-  of the whole host can lose at most the decisions of that last interval. The fsync is
-  a third to a half of a single-account answer's latency on the bench machine
-  (bench/serve.py); this is the trade for callers who need that time back, as with
-  auditd's asynchronous flush.
+  of the whole host can lose at most the decisions of that last interval: the trade
+  auditd's asynchronous flush makes, for disks whose fsync is slow (bench/serve.py
+  measures both modes).
 """
 
 from __future__ import annotations
