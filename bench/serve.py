@@ -17,7 +17,8 @@ the floor: the in-process Scorer (`score_values` + exact SHAP + top-5 reasons, o
 thread) on the same accounts, one at a time and in 50-row batches, before and after;
 and, as a diagnostic only, one at a time with a 1 ms pause before each call (a server
 at concurrency 1 idles between requests, and on this machine the same work then runs
-slower).
+slower); and the 1-account floor again right before each concurrency-1 run, for a
+paired ratio less exposed to the machine's drift.
 
 Targets (issue 4): zero errors; 1-account p50 within 2x the in-process 1-account time;
 accounts/s at concurrency 64 with 50-account requests >= 70% of in-process 50-row batch
@@ -276,6 +277,36 @@ async def load(
     }
 
 
+class SingleFloor:
+    """The in-process 1-account p50, measured again right before each concurrency-1 run.
+
+    The machine is shared and its speed drifts over minutes (the before/after floors of
+    one bench run differed by up to 30%), so each c1 run also gets a floor measured
+    seconds earlier, and the paired ratio (run p50 / its floor) is reported beside the
+    target ratio.
+    """
+
+    def __init__(self, bundle: Path, rows: list[dict[str, Any]]) -> None:
+        from exportguard.features.registry import FEATURE_NAMES
+        from exportguard.serving.scorer import Scorer
+
+        self.scorer = Scorer.from_path(bundle)
+        self.values = np.array(
+            [[np.nan if r[n] is None else r[n] for n in FEATURE_NAMES] for r in rows],
+            dtype=np.float64,
+        )
+
+    def p50_ms(self, n: int) -> float:
+        lat = []
+        for i in range(-20, n):  # 20 warm-up calls
+            t = time.perf_counter()
+            batch = self.scorer.score_values(self.values[i % len(self.values)][None, :])
+            batch.reasons(0, 5)
+            if i >= 0:
+                lat.append(time.perf_counter() - t)
+        return 1e3 * pct(lat, 50)
+
+
 def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
     """One level's figures: the median over its repeats (each with fresh connections)."""
     out = dict(reps[0])
@@ -285,6 +316,11 @@ def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
     out["requests"] = sum(r["requests"] for r in reps)
     out["connections_per_worker"] = [r["connections_per_worker"] for r in reps]
     out["repeats"] = reps
+    if all("paired_floor_p50_ms" in r for r in reps):
+        out["paired_floor_p50_ms"] = float(np.median([r["paired_floor_p50_ms"] for r in reps]))
+        out["paired_ratio"] = float(
+            np.median([r["p50_ms"] / r["paired_floor_p50_ms"] for r in reps])
+        )
     return out
 
 
@@ -375,6 +411,7 @@ def main() -> int:
         singles = [json.dumps({"accounts": [r]}).encode() for r in rows]
         fifties = [json.dumps({"accounts": rows[i : i + 50]}).encode() for i in range(0, 2000, 50)]
         before = floor(bundle, rows, singles=args.requests, batches=args.batch_requests)
+        single_floor = SingleFloor(bundle, rows)
         by_mode: dict[str, list[dict[str, Any]]] = {}
         audit_lines: dict[str, int] = {}
         for sync in args.audit_sync:
@@ -387,10 +424,13 @@ def main() -> int:
                     (50, fifties, args.batch_requests),
                 ):
                     for conc in (1, 16, 64):
-                        reps = [
-                            asyncio.run(load(url, bodies, per, conc, n, proc.pid))
-                            for _ in range(args.repeats)
-                        ]
+                        reps = []
+                        for _ in range(args.repeats):
+                            paired = single_floor.p50_ms(n) if (per, conc) == (1, 1) else None
+                            rep = asyncio.run(load(url, bodies, per, conc, n, proc.pid))
+                            if paired is not None:
+                                rep["paired_floor_p50_ms"] = paired
+                            reps.append(rep)
                         runs.append(median_run(reps))
             finally:
                 proc.terminate()
@@ -437,6 +477,8 @@ def main() -> int:
             "single_c1_p50_ms": run(1, 1)["p50_ms"],
             "single_p50_ratio": run(1, 1)["p50_ms"] / ref["single_p50_ms"],
             "single_p50_vs_paused_floor": run(1, 1)["p50_ms"] / ref["single_paused_p50_ms"],
+            "single_p50_paired_ratio": run(1, 1)["paired_ratio"],
+            "single_paired_floor_p50_ms": run(1, 1)["paired_floor_p50_ms"],
             "c64_batch50_throughput_ratio": run(50, 64)["accounts_per_s"]
             / ref["batch50_accounts_per_s"],
             "c16_single_p99_ms": run(1, 16)["p99_ms"],
@@ -512,6 +554,11 @@ def main() -> int:
             f"  1-account c1 p50 / (HTTP floor p50 + in-process p50): "
             f"{c['single_p50_vs_http_floor_plus_inprocess']:.2f}x "
             f"({c['single_c1_p50_ms']:.2f} ms vs {http_floor['http_floor_c1_p50_ms']:.2f} + {ref['single_p50_ms']:.2f} ms)"
+        )
+        print(
+            f"  1-account c1 p50 / in-process p50 measured just before each c1 run (median of "
+            f"paired ratios): {c['single_p50_paired_ratio']:.2f}x (floors' median "
+            f"{c['single_paired_floor_p50_ms']:.2f} ms)"
         )
         print(
             f"  1-account c1 p50 / in-process p50 with pauses: {c['single_p50_vs_paused_floor']:.2f}x "
