@@ -16,9 +16,10 @@ server CPU per request and how the connections landed on the workers. In the sam
 the floor: the in-process Scorer (`score_values` + exact SHAP + top-5 reasons, one
 thread) on the same accounts, one at a time and in 50-row batches, before and after;
 and, as a diagnostic only, one at a time with a 1 ms pause before each call (a server
-at concurrency 1 idles between requests, and on this machine the same work then runs
-slower); and the 1-account floor again right before each concurrency-1 run, for a
-paired ratio less exposed to the machine's drift.
+at concurrency 1 idles between requests; on this machine that made the same work
+slower in some runs and not in others). Then, per audit mode, the interleaved comparison (class `Interleaved`):
+in-process calls and requests to the warm service in alternating blocks, the ratio of
+1-account p50s least exposed to the machine's speed jumping between runs.
 
 Targets (issue 4): zero errors; 1-account p50 within 2x the in-process 1-account time;
 accounts/s at concurrency 64 with 50-account requests >= 70% of in-process 50-row batch
@@ -46,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-token-0123456789abcdef"
+INTERLEAVE_BLOCK = 20  # calls per block in the interleaved 1-account comparison
 PAUSE_S = 0.001  # the floor's diagnostic run: pause before each 1-account call
 
 
@@ -277,13 +279,17 @@ async def load(
     }
 
 
-class SingleFloor:
-    """The in-process 1-account p50, measured again right before each concurrency-1 run.
+class Interleaved:
+    """Concurrency 1, 1-account: in-process calls and HTTP requests in alternating blocks.
 
-    The machine is shared and its speed drifts over minutes (the before/after floors of
-    one bench run differed by up to 30%), so each c1 run also gets a floor measured
-    seconds earlier, and the paired ratio (run p50 / its floor) is reported beside the
-    target ratio.
+    The machine is shared and its speed jumps between two levels every few seconds (the
+    same in-process call measured 1.6 or 2.6 ms p50 from one run of 300 calls to the next),
+    so a floor measured minutes, or even seconds, away from the run it is compared with
+    can land on the other level. Here blocks of `block` in-process calls alternate with
+    blocks of `block` requests to the warm service over one keep-alive connection
+    (a plain blocking socket: the lightest client), on the same accounts, and each pair of
+    blocks gives a ratio of p50s; reported: the median of those ratios (and its quartiles)
+    and the ratio of the pooled p50s.
     """
 
     def __init__(self, bundle: Path, rows: list[dict[str, Any]]) -> None:
@@ -295,16 +301,71 @@ class SingleFloor:
             [[np.nan if r[n] is None else r[n] for n in FEATURE_NAMES] for r in rows],
             dtype=np.float64,
         )
+        self.bodies = [json.dumps({"accounts": [r]}).encode() for r in rows]
+        self.call(0)  # builds the explainer (seconds): never inside a timed block
 
-    def p50_ms(self, n: int) -> float:
-        lat = []
-        for i in range(-20, n):  # 20 warm-up calls
-            t = time.perf_counter()
-            batch = self.scorer.score_values(self.values[i % len(self.values)][None, :])
-            batch.reasons(0, 5)
-            if i >= 0:
-                lat.append(time.perf_counter() - t)
-        return 1e3 * pct(lat, 50)
+    def call(self, i: int) -> None:
+        batch = self.scorer.score_values(self.values[i % len(self.values)][None, :])
+        batch.reasons(0, 5)
+
+    def run(self, url: str, blocks: int, block: int) -> dict[str, Any]:
+        host, port = url.removeprefix("http://").split(":")
+        head = (
+            f"POST /score HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n"
+        )
+        requests = [head.format(len(b)).encode() + b for b in self.bodies]
+        inproc: list[float] = []
+        served: list[float] = []
+        ratios: list[float] = []
+        errors = 0
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader = sock.makefile("rb")
+            k = 0
+            for b in range(-1, blocks):  # block -1: warm-up, not recorded
+                f, s = [], []
+                for _ in range(block):
+                    t = time.perf_counter()
+                    self.call(k)
+                    f.append(time.perf_counter() - t)
+                    k += 1
+                for _ in range(block):
+                    t = time.perf_counter()
+                    sock.sendall(requests[k % len(requests)])
+                    status = _read_response_sync(reader)
+                    s.append(time.perf_counter() - t)
+                    errors += status != 200
+                    k += 1
+                if b >= 0:
+                    inproc += f
+                    served += s
+                    ratios.append(pct(s, 50) / pct(f, 50))
+        return {
+            "blocks": blocks,
+            "block": block,
+            "errors": errors,
+            "inprocess_p50_ms": 1e3 * pct(inproc, 50),
+            "service_p50_ms": 1e3 * pct(served, 50),
+            "pooled_ratio": pct(served, 50) / pct(inproc, 50),
+            "median_block_ratio": pct(ratios, 50),
+            "block_ratio_q25": pct(ratios, 25),
+            "block_ratio_q75": pct(ratios, 75),
+        }
+
+
+def _read_response_sync(reader: Any) -> int:
+    """Read one HTTP/1.1 response with a Content-Length body from a buffered socket file."""
+    status_line = reader.readline()
+    if not status_line:
+        raise ConnectionError("server closed the connection")
+    length = 0
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            length = int(value.strip())
+    reader.read(length)
+    return int(status_line[9:12])
 
 
 def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -316,11 +377,6 @@ def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
     out["requests"] = sum(r["requests"] for r in reps)
     out["connections_per_worker"] = [r["connections_per_worker"] for r in reps]
     out["repeats"] = reps
-    if all("paired_floor_p50_ms" in r for r in reps):
-        out["paired_floor_p50_ms"] = float(np.median([r["paired_floor_p50_ms"] for r in reps]))
-        out["paired_ratio"] = float(
-            np.median([r["p50_ms"] / r["paired_floor_p50_ms"] for r in reps])
-        )
     return out
 
 
@@ -398,6 +454,10 @@ def main() -> int:
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs per load level (figures: their median)"
     )
+    parser.add_argument(
+        "--interleave-blocks", type=int, default=30,
+        help=f"pairs of {INTERLEAVE_BLOCK}-call blocks (in-process, then HTTP) for the interleaved 1-account ratio",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serve.json")
     args = parser.parse_args()
     if min(args.requests, args.batch_requests) < 64:
@@ -411,7 +471,8 @@ def main() -> int:
         singles = [json.dumps({"accounts": [r]}).encode() for r in rows]
         fifties = [json.dumps({"accounts": rows[i : i + 50]}).encode() for i in range(0, 2000, 50)]
         before = floor(bundle, rows, singles=args.requests, batches=args.batch_requests)
-        single_floor = SingleFloor(bundle, rows)
+        interleaved = Interleaved(bundle, rows)
+        pairs: dict[str, dict[str, Any]] = {}
         by_mode: dict[str, list[dict[str, Any]]] = {}
         audit_lines: dict[str, int] = {}
         for sync in args.audit_sync:
@@ -426,12 +487,9 @@ def main() -> int:
                     for conc in (1, 16, 64):
                         reps = []
                         for _ in range(args.repeats):
-                            paired = single_floor.p50_ms(n) if (per, conc) == (1, 1) else None
-                            rep = asyncio.run(load(url, bodies, per, conc, n, proc.pid))
-                            if paired is not None:
-                                rep["paired_floor_p50_ms"] = paired
-                            reps.append(rep)
+                            reps.append(asyncio.run(load(url, bodies, per, conc, n, proc.pid)))
                         runs.append(median_run(reps))
+                pairs[sync] = interleaved.run(url, args.interleave_blocks, INTERLEAVE_BLOCK)
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -466,19 +524,19 @@ def main() -> int:
         ),
     }
 
-    def mode_checks(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def mode_checks(runs: list[dict[str, Any]], pair: dict[str, Any]) -> dict[str, Any]:
         def run(per: int, conc: int) -> dict[str, Any]:
             return next(
                 r for r in runs if r["accounts_per_request"] == per and r["concurrency"] == conc
             )
 
         return {
-            "zero_errors": all(r["errors"] == 0 for r in runs),
+            "zero_errors": all(r["errors"] == 0 for r in runs) and pair["errors"] == 0,
             "single_c1_p50_ms": run(1, 1)["p50_ms"],
             "single_p50_ratio": run(1, 1)["p50_ms"] / ref["single_p50_ms"],
             "single_p50_vs_paused_floor": run(1, 1)["p50_ms"] / ref["single_paused_p50_ms"],
-            "single_p50_paired_ratio": run(1, 1)["paired_ratio"],
-            "single_paired_floor_p50_ms": run(1, 1)["paired_floor_p50_ms"],
+            "single_interleaved_block_ratio": pair["median_block_ratio"],
+            "single_interleaved_pooled_ratio": pair["pooled_ratio"],
             "c64_batch50_throughput_ratio": run(50, 64)["accounts_per_s"]
             / ref["batch50_accounts_per_s"],
             "c16_single_p99_ms": run(1, 16)["p99_ms"],
@@ -491,7 +549,7 @@ def main() -> int:
             / (nulls[0]["p50_ms"] + ref["single_p50_ms"]),
         }
 
-    checks = {mode: mode_checks(runs) for mode, runs in by_mode.items()}
+    checks = {mode: mode_checks(runs, pairs[mode]) for mode, runs in by_mode.items()}
     http_floor = {
         "http_floor_c1_p50_ms": nulls[0]["p50_ms"],
         "http_floor_plus_inprocess_ms": nulls[0]["p50_ms"] + ref["single_p50_ms"],
@@ -504,6 +562,7 @@ def main() -> int:
         "floor_before": before,
         "floor_after": after,
         "runs": by_mode,
+        "interleaved": pairs,
         "http_floor_runs": nulls,
         "http_floor": http_floor,
         "checks": checks,
@@ -555,10 +614,13 @@ def main() -> int:
             f"{c['single_p50_vs_http_floor_plus_inprocess']:.2f}x "
             f"({c['single_c1_p50_ms']:.2f} ms vs {http_floor['http_floor_c1_p50_ms']:.2f} + {ref['single_p50_ms']:.2f} ms)"
         )
+        p = pairs[mode]
         print(
-            f"  1-account c1 p50 / in-process p50 measured just before each c1 run (median of "
-            f"paired ratios): {c['single_p50_paired_ratio']:.2f}x (floors' median "
-            f"{c['single_paired_floor_p50_ms']:.2f} ms)"
+            f"  interleaved, 1 account c1 ({p['blocks']} pairs of {p['block']}-call blocks): "
+            f"service / in-process p50, median over pairs {p['median_block_ratio']:.2f}x "
+            f"(quartiles {p['block_ratio_q25']:.2f}-{p['block_ratio_q75']:.2f}); pooled "
+            f"{p['service_p50_ms']:.2f} / {p['inprocess_p50_ms']:.2f} ms = {p['pooled_ratio']:.2f}x; "
+            f"errors {p['errors']}"
         )
         print(
             f"  1-account c1 p50 / in-process p50 with pauses: {c['single_p50_vs_paused_floor']:.2f}x "
