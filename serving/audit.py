@@ -35,7 +35,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,15 +300,24 @@ class VerifyResult:
     ok: bool
     records: int  # records checked and found intact
     last_hash: str
-    line: int | None = None  # first broken line (1-based)
+    line: int | None = None  # first broken line (1-based); None when the chain is intact
     reason: str = ""
+    missing: tuple[str, ...] = ()  # expected hashes not found in an intact chain
 
 
-def verify(path: Path) -> VerifyResult:
-    """Walk the chain; stop at the first line that is unreadable, edited or out of place."""
+def verify(path: Path, expect: Collection[str] = ()) -> VerifyResult:
+    """Walk the chain; stop at the first line that is unreadable, edited or out of place.
+
+    The chain alone cannot show records cut from the end of the log (what is left is
+    still a valid chain), nor a log replaced by a new, self-consistent one. `expect`
+    closes that gap: hashes noted earlier, outside the log (e.g. the last hash each
+    nightly verify printed), that must all be present; an intact chain missing any of
+    them is reported as not ok, with `missing` naming them.
+    """
     path = Path(path)
     if not path.is_file():
         raise AuditError(f"{path}: no such audit log")
+    wanted = set(expect)
     prev, count = GENESIS, 0
     with open(path, "rb") as fh:
         for n, raw in enumerate(fh, start=1):
@@ -345,4 +354,16 @@ def verify(path: Path) -> VerifyResult:
                     "hash does not match the record's content (the record was edited)",
                 )
             prev, count = rec["hash"], count + 1
+            wanted.discard(prev)
+    if wanted:
+        missing = tuple(sorted(wanted))
+        return VerifyResult(
+            False,
+            count,
+            prev,
+            None,
+            f"{len(missing)} expected record(s) not in the log, e.g. hash {missing[0]}: "
+            "records were cut from its end, or it was replaced",
+            missing,
+        )
     return VerifyResult(True, count, prev)

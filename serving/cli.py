@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -86,7 +87,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "verify", help="check the audit log's hash chain; name the first broken record"
     )
     verify.add_argument("path", type=Path, help="audit log (JSON lines)")
+    verify.add_argument(
+        "--expect-hash",
+        dest="expect",
+        action="append",
+        default=[],
+        type=_sha256_hex,
+        metavar="HASH",
+        help="a record hash noted earlier (e.g. the last hash a previous verify printed) that "
+        "must still be in the log; catches records cut from its end. Repeatable",
+    )
     verify.set_defaults(handler=run_audit_verify)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256_hex(text: str) -> str:
+    value = text.strip().lower()
+    if not _HEX64.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a SHA-256 hash (64 hex digits)")
+    return value
 
 
 _port = int_in_range(1, 65535)
@@ -177,13 +198,23 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_audit_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when the chain is intact, 1 with the first broken line otherwise."""
+    """Exit 0 when the chain is intact (and holds every expected hash), 1 otherwise."""
     from exportguard.serving.audit import verify
 
-    result = verify(args.path)
+    result = verify(args.path, expect=args.expect)
     if result.ok:
-        print(f"{args.path}: intact, {result.records} record(s); last hash {result.last_hash}")
+        found = f", all {len(set(args.expect))} expected hash(es) present" if args.expect else ""
+        print(
+            f"{args.path}: intact, {result.records} record(s){found}; last hash {result.last_hash}"
+        )
         return 0
+    if result.line is None:
+        print(
+            f"{args.path}: {result.reason} (the {result.records} record(s) present form an "
+            f"intact chain); missing: {', '.join(result.missing)}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"{args.path}: line {result.line}: {result.reason} "
         f"({result.records} record(s) before it are intact)",

@@ -145,6 +145,32 @@ def test_cli_verify_exit_codes(chain: Path, capsys: pytest.CaptureFixture[str]) 
     assert "no such audit log" in capsys.readouterr().err
 
 
+def test_expected_hash_catches_records_cut_from_the_end(
+    chain: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hashes = [json.loads(line)["hash"] for line in _lines(chain)]
+    assert verify(chain, expect=[hashes[1], hashes[-1]]).ok
+    assert main(["audit", "verify", str(chain), "--expect-hash", hashes[-1].upper()]) == 0
+    assert "all 1 expected hash(es) present" in capsys.readouterr().out
+    chain.write_text("".join(_lines(chain)[:3]), encoding="utf-8")  # last two records cut
+    assert verify(chain).ok  # what is left is still a valid chain
+    result = verify(chain, expect=[hashes[1], hashes[-1]])
+    assert not result.ok and result.line is None and result.records == 3
+    assert result.missing == (hashes[-1],) and "cut from its end" in result.reason
+    assert main(["audit", "verify", str(chain), "--expect-hash", hashes[-1]]) == 1
+    err = capsys.readouterr().err
+    assert hashes[-1] in err and "3 record(s) present form an intact chain" in err
+
+
+@pytest.mark.parametrize("bad", ["abc", "g" * 64, "0" * 63, ""])
+def test_cli_refuses_a_malformed_expected_hash(
+    chain: Path, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", str(chain), "--expect-hash", bad])
+    assert exc.value.code == 2 and "is not a SHA-256 hash" in capsys.readouterr().err
+
+
 def test_concurrent_appends_share_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
     import time
