@@ -60,7 +60,7 @@ def free_port() -> int:
 def bench_bundle(path: Path | None, work: Path) -> Path:
     """The given bundle, models/champion if present, else a 300-round, 31-leaf test bundle."""
     if path is not None:
-        return path
+        return path.resolve()  # the server runs in a temporary directory
     if (ROOT / "models" / "champion" / "metadata.json").is_file():
         return ROOT / "models" / "champion"
     from factories import build_bundle
