@@ -176,8 +176,10 @@ class Engine:
 
     def _results(
         self, ids: list[str], batch: ScoreBatch, explain: bool, top_k: int
-    ) -> list[AccountScore]:
+    ) -> tuple[list[AccountScore], list[list[dict[str, Any]]]]:
+        """The answers, and each one's reasons as plain dicts for its audit record."""
         out = []
+        reason_dicts = [[r.as_dict() for r in row] for row in batch.top_reasons(top_k)]
         for i, account_id in enumerate(ids):
             contrib = fam = base = None
             if explain:
@@ -193,27 +195,31 @@ class Engine:
                     score=float(batch.prob[i]),
                     band=str(batch.band[i]),
                     raw_score=float(batch.raw[i]),
-                    reasons=[ReasonOut(**r.as_dict()) for r in batch.reasons(i, top_k)],
+                    reasons=[ReasonOut(**r) for r in reason_dicts[i]],
                     contributions=contrib,
                     family_contributions=fam,
                     base_value=base,
                 )
             )
-        return out
+        return out, reason_dicts
 
     def _records(
         self,
         info: RequestInfo,
         batch: ScoreBatch,
         results: list[AccountScore],
+        reasons: list[list[dict[str, Any]]],
         extra: dict[str, Any],
     ) -> list[dict[str, Any]]:
-        """One audit record per decision: who asked, what went in, what came out, which model."""
+        """One audit record per decision: who asked, what went in, what came out, which model.
+
+        `reasons[i]` are result i's reasons as the dicts its ReasonOut models were built from.
+        """
         model = self.model_info.model_dump()
         now = datetime.now(UTC).isoformat()
+        names = batch.feature_names
         records = []
-        for i, res in enumerate(results):
-            values = batch.values[i].tolist()  # Python floats; NaN (missing) -> null below
+        for res, values, why in zip(results, batch.values.tolist(), reasons, strict=True):
             records.append(
                 {
                     "time": now,
@@ -222,14 +228,14 @@ class Engine:
                     "endpoint": info.endpoint,
                     "account_id": res.account_id,
                     "features": {
-                        n: (None if v != v else v)  # v != v only for NaN
-                        for n, v in zip(batch.feature_names, values, strict=True)
+                        n: (None if v != v else v)  # v != v only for NaN (missing)
+                        for n, v in zip(names, values, strict=True)
                     },
                     "model": model,
                     "score": res.score,
                     "band": res.band,
                     "raw_score": res.raw_score,
-                    "reasons": [r.model_dump() for r in res.reasons],
+                    "reasons": why,
                     **extra,
                 }
             )
@@ -262,9 +268,9 @@ class Engine:
             [[getattr(a, n) for n in FEATURE_NAMES] for a in req.accounts], dtype=np.float64
         )  # None -> NaN (missing)
         batch = scorer.score_values(values, explain=True)
-        results = self._results(ids, batch, req.explain, req.top_k)
+        results, reasons = self._results(ids, batch, req.explain, req.top_k)
         response = ScoreResponse(request_id=info.request_id, model=self.model_info, results=results)
-        return Prepared(response, self._records(info, batch, results, {}))
+        return Prepared(response, self._records(info, batch, results, reasons, {}))
 
     def prepare_score_accounts(
         self, req: ScoreAccountsRequest, info: RequestInfo
@@ -285,9 +291,10 @@ class Engine:
         records: list[dict[str, Any]] = []
         if len(found):
             batch = scorer.score(found, explain=True)
-            results = self._results(found["account_id"].tolist(), batch, req.explain, req.top_k)
+            ids = found["account_id"].tolist()
+            results, reasons = self._results(ids, batch, req.explain, req.top_k)
             extra = {"snapshot": {"as_of": snap.as_of.isoformat(), "sha256": snap.sha256}}
-            records = self._records(info, batch, results, extra)
+            records = self._records(info, batch, results, reasons, extra)
         response = ScoreAccountsResponse(
             request_id=info.request_id,
             model=self.model_info,

@@ -79,6 +79,26 @@ class ScoreBatch:
             out.append(Reason(name, feat.family, value, float(row[j]), feat.describe(value)))
         return out
 
+    def top_reasons(self, k: int = 5) -> list[list[Reason]]:
+        """`reasons(i, k)` for every row i, sorted for all rows at once (the service's path)."""
+        if self.contributions is None:
+            raise ValueError("scores were computed without explanations")
+        order = np.argsort(-self.contributions, axis=1, kind="stable")[:, :k]
+        contribs = np.take_along_axis(self.contributions, order, axis=1).tolist()
+        values = np.take_along_axis(self.values, order, axis=1).tolist()
+        feats = [BY_NAME[name] for name in self.feature_names]
+        out = []
+        for cols, row, vals in zip(order.tolist(), contribs, values, strict=True):
+            reasons = []
+            for j, c, v in zip(cols, row, vals, strict=True):
+                if c <= 0:
+                    break
+                feat = feats[j]
+                value = None if v != v else v  # v != v only for NaN (missing)
+                reasons.append(Reason(feat.name, feat.family, value, c, feat.describe(value)))
+            out.append(reasons)
+        return out
+
     def family_contributions(self, i: int) -> dict[str, float]:
         """Contributions summed per feature family (log-odds)."""
         if self.contributions is None:

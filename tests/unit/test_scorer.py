@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import lightgbm as lgb
@@ -54,6 +55,23 @@ def test_reasons_are_positive_sorted_and_readable(tiny_bundle, feature_table):
     assert all(r.feature in FEATURE_NAMES and r.sentence for r in reasons)
     fam = batch.family_contributions(top)
     assert sum(fam.values()) == pytest.approx(float(batch.contributions[top].sum()))
+
+
+def test_top_reasons_equal_per_row_reasons(tiny_bundle, feature_table):
+    """The service's all-rows path gives exactly `reasons(i, k)`: ties, missing values, no reason."""
+    batch = Scorer.from_path(tiny_bundle).score(feature_table)
+    contrib = batch.contributions.copy()
+    contrib[0, :] = -0.1  # nothing raises the risk: no reasons
+    contrib[1, :] = 0.25  # all tied: the stable order (declared feature order) breaks ties
+    values = batch.values.copy()
+    values[1, ::2] = np.nan  # reported as missing (None), with "unknown" in the sentence
+    batch = dataclasses.replace(batch, contributions=contrib, values=values)
+    for k in (1, 3, len(FEATURE_NAMES) + 2):
+        top = batch.top_reasons(k)
+        assert top == [batch.reasons(i, k) for i in range(len(batch))]
+    assert top[0] == [] and len(top[1]) == len(FEATURE_NAMES)
+    assert top[1][0].feature == FEATURE_NAMES[0] and top[1][0].value is None
+    assert "unknown" in top[1][0].sentence
 
 
 def test_tampered_bundle_is_refused(tiny_bundle, tmp_path):
