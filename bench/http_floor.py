@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,53 +47,36 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serve import TOKEN, Interleaved, account_rows, free_port, load  # noqa: E402
+from serve import (  # noqa: E402
+    Interleaved,
+    account_rows,
+    bench_env,
+    free_port,
+    launch,
+    load,
+    null_service_env,
+)
 
 SERVERS = ("raw-asyncio", "uvicorn-starlette", "bentoml-bare", "bentoml-null")
 
 
 def start(name: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start one canned-answer server (one worker) on a free port; wait until it answers."""
-    import httpx
-
-    from exportguard.cli import build_parser
-    from exportguard.serving.cli import serve_environment
-
     port = free_port()
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "EXPORTGUARD_API_TOKENS": f"bench:{TOKEN}"}
-    env.pop("EXPORTGUARD_API_TOKENS_FILE", None)
+    env = bench_env()
     if name == "raw-asyncio":
         cmd = [sys.executable, "floor_servers.py", "raw", str(port)]
     elif name == "uvicorn-starlette":
         cmd = [sys.executable, "-m", "uvicorn", "floor_servers:app", "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     else:
-        env = serve_environment(build_parser().parse_args(["serve", "--workers", "1"]), env)
-        overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
-        overrides["services"]["exportguard-null"] = overrides["services"].pop("exportguard")
-        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+        env = null_service_env(env, workers=1)
         if name == "bentoml-bare":
             env["EXPORTGUARD_BENCH_NO_GUARD"] = "1"
         cmd = [sys.executable, "-m", "bentoml", "serve", "null_service:NullScore",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    out = open(log, "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=ROOT / "bench", env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{name} exited:\n{log.read_text()[-3000:]}")
-        try:
-            if name == "raw-asyncio":
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return proc, url
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except (OSError, httpx.HTTPError):
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit(f"{name} not ready in 120 s")
+    return launch(cmd, ROOT / "bench", env, log, port, timeout=120, name=name,
+                  readyz=name != "raw-asyncio")  # fmt: skip
 
 
 def inprocess_p50(call: Callable[[int], object], n: int) -> float:

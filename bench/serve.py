@@ -380,24 +380,61 @@ def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def bench_env() -> dict[str, str]:
+    """The environment every bench server gets: the bench token, telemetry off."""
+    env = {**os.environ, "EXPORTGUARD_API_TOKENS": f"bench:{TOKEN}", "BENTOML_DO_NOT_TRACK": "true"}
+    env.pop("EXPORTGUARD_API_TOKENS_FILE", None)
+    return env
+
+
+def null_service_env(env: dict[str, str], workers: int) -> dict[str, str]:
+    """`env` with the serve-time configuration of `exportguard serve`, for bench/null_service.py."""
+    from exportguard.cli import build_parser
+    from exportguard.serving.cli import serve_environment
+
+    env = serve_environment(build_parser().parse_args(["serve", "--workers", str(workers)]), env)
+    overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
+    overrides["services"]["exportguard-null"] = overrides["services"].pop("exportguard")
+    env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+    return env
+
+
+def launch(
+    cmd: list[str], cwd: Path, env: dict[str, str], log: Path, port: int, timeout: float,
+    name: str = "server", readyz: bool = True,
+) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
+    """Start a server, output to `log`; return once GET /readyz answers 200 (or, without
+    `readyz`, once the port accepts connections). Exits with the log's tail if it dies."""
+    import httpx
+
+    out = open(log, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{name} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if not readyz:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return proc, url
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit(f"{name} not ready in {timeout:g} s")
+
+
 def start_server(
     bundle: Path, work: Path, audit_dir: Path, workers: int, null: bool = False, sync: str = "fsync"
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`exportguard serve` on a free port; with `null`, bench/null_service.py configured alike."""
-    import httpx
-
     port = free_port()
-    env = {**os.environ, "EXPORTGUARD_API_TOKENS": f"bench:{TOKEN}", "BENTOML_DO_NOT_TRACK": "true"}
-    env.pop("EXPORTGUARD_API_TOKENS_FILE", None)
+    env = bench_env()
     if null:
-        from exportguard.cli import build_parser
-        from exportguard.serving.cli import serve_environment
-
-        args = build_parser().parse_args(["serve", "--workers", str(workers)])
-        env = serve_environment(args, env)
-        overrides = json.loads(env["BENTOML_CONFIG_OVERRIDES"])
-        overrides["services"]["exportguard-null"] = overrides["services"].pop("exportguard")
-        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
+        env = null_service_env(env, workers)
         cmd = [
             sys.executable, "-m", "bentoml", "serve", "null_service:NullScore",
             "--host", "127.0.0.1", "--port", str(port),
@@ -411,21 +448,7 @@ def start_server(
             "--audit-sync", sync,
         ]  # fmt: skip
         cwd = work
-    log = open(work / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited:\n{(work / 'server.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("server not ready in 240 s")
+    return launch(cmd, cwd, env, work / "server.log", port, timeout=240)
 
 
 def main() -> int:
