@@ -64,33 +64,26 @@ class ScoreBatch:
 
     def reasons(self, i: int, k: int = 5) -> list[Reason]:
         """Top-k features that raised row i's risk most (positive contributions, largest first)."""
-        if self.contributions is None:
-            raise ValueError("scores were computed without explanations")
-        row = self.contributions[i]
-        order = np.argsort(-row, kind="stable")[:k]
-        out = []
-        for j in order:
-            if row[j] <= 0:
-                break
-            name = self.feature_names[j]
-            feat: Feature = BY_NAME[name]
-            v = self.values[i, j]
-            value = None if np.isnan(v) else float(v)
-            out.append(Reason(name, feat.family, value, float(row[j]), feat.describe(value)))
-        return out
+        i = range(len(self))[i]  # IndexError when out of range; negative counts from the end
+        return self._top_reasons(slice(i, i + 1), k)[0]
 
     def top_reasons(self, k: int = 5) -> list[list[Reason]]:
-        """`reasons(i, k)` for every row i, sorted for all rows at once (the service's path)."""
+        """`reasons(i, k)` of every row i, sorted for all rows at once (the service's path)."""
+        return self._top_reasons(slice(None), k)
+
+    def _top_reasons(self, rows: slice, k: int) -> list[list[Reason]]:
         if self.contributions is None:
             raise ValueError("scores were computed without explanations")
-        order = np.argsort(-self.contributions, axis=1, kind="stable")[:, :k]
-        contribs = np.take_along_axis(self.contributions, order, axis=1).tolist()
-        values = np.take_along_axis(self.values, order, axis=1).tolist()
-        feats = [BY_NAME[name] for name in self.feature_names]
+        contrib = self.contributions[rows]
+        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]  # ties: declared order
+        feats: list[Feature] = [BY_NAME[name] for name in self.feature_names]
         out = []
-        for cols, row, vals in zip(order.tolist(), contribs, values, strict=True):
+        for cols, row, vals in zip(
+            order.tolist(), contrib.tolist(), self.values[rows].tolist(), strict=True
+        ):
             reasons = []
-            for j, c, v in zip(cols, row, vals, strict=True):
+            for j in cols:
+                c, v = row[j], vals[j]
                 if c <= 0:
                     break
                 feat = feats[j]

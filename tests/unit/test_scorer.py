@@ -57,21 +57,30 @@ def test_reasons_are_positive_sorted_and_readable(tiny_bundle, feature_table):
     assert sum(fam.values()) == pytest.approx(float(batch.contributions[top].sum()))
 
 
-def test_top_reasons_equal_per_row_reasons(tiny_bundle, feature_table):
-    """The service's all-rows path gives exactly `reasons(i, k)`: ties, missing values, no reason."""
+def test_top_reasons_ties_missing_values_and_no_reason(tiny_bundle, feature_table):
+    """All rows at once equal row by row, and both follow the rules on hand-set contributions."""
     batch = Scorer.from_path(tiny_bundle).score(feature_table)
     contrib = batch.contributions.copy()
     contrib[0, :] = -0.1  # nothing raises the risk: no reasons
-    contrib[1, :] = 0.25  # all tied: the stable order (declared feature order) breaks ties
+    contrib[1, :] = 0.25  # all tied: the declared feature order breaks ties
+    contrib[2, :] = 0.0
+    contrib[2, [3, 7, 11]] = [0.2, 0.9, 0.5]  # three positive, in this order: 7, 11, 3
     values = batch.values.copy()
-    values[1, ::2] = np.nan  # reported as missing (None), with "unknown" in the sentence
+    values[1, ::2] = np.nan  # missing: reported as None, "unknown" in the sentence
+    values[2, 7] = 0.0
     batch = dataclasses.replace(batch, contributions=contrib, values=values)
     for k in (1, 3, len(FEATURE_NAMES) + 2):
-        top = batch.top_reasons(k)
-        assert top == [batch.reasons(i, k) for i in range(len(batch))]
-    assert top[0] == [] and len(top[1]) == len(FEATURE_NAMES)
-    assert top[1][0].feature == FEATURE_NAMES[0] and top[1][0].value is None
-    assert "unknown" in top[1][0].sentence
+        assert batch.top_reasons(k) == [batch.reasons(i, k) for i in range(len(batch))]
+    top = batch.top_reasons(len(FEATURE_NAMES) + 2)
+    assert top[0] == []
+    assert [r.feature for r in top[1]] == list(FEATURE_NAMES)
+    assert top[1][0].value is None and "unknown" in top[1][0].sentence
+    assert top[1][1].value == pytest.approx(values[1, 1])
+    assert [(r.feature, r.contribution) for r in top[2]] == [
+        (FEATURE_NAMES[7], 0.9), (FEATURE_NAMES[11], 0.5), (FEATURE_NAMES[3], 0.2)
+    ]  # fmt: skip
+    assert top[2][0].value == 0.0
+    assert [r.feature for r in batch.top_reasons(2)[2]] == [FEATURE_NAMES[7], FEATURE_NAMES[11]]
 
 
 def test_tampered_bundle_is_refused(tiny_bundle, tmp_path):
