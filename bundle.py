@@ -6,11 +6,17 @@ A bundle is a directory (by default `models/champion/`) holding
 - `calibration.json` the isotonic map from raw score to probability, as interpolation knots,
 - `features.json`    the feature list the model was trained on, in column order,
 - `reference.json`   training-time reference distributions (drift reports),
-- `metadata.json`    name, version, run id, bands, metrics and the sha256 of each file above.
+- `policy.json`      the export-control policy the model's features were computed with,
+- `metadata.json`    name, version, run id, bands, metrics, the sha256 of each file above
+                     and the sha256 of every other metadata key (its "sections").
 
 `load_bundle` recomputes every hash before anything is parsed, so a tampered or
-half-copied bundle is refused with the name of the file that does not match.
-`Bundle.sha256` is one digest over all file hashes: it changes when any file changes.
+half-copied bundle is refused with the name of the file or metadata key that does not
+match. `Bundle.sha256` is one digest over all file and section hashes: it changes when any
+value that can change a decision (model, calibration, bands, features, policy) or any
+other recorded fact changes, and batch run ids are derived from it. The hashes detect
+edits and partial copies; they are not a signature (someone who rewrites the hashes too
+makes a bundle with a new sha256, which is what serving and batch report).
 """
 
 from __future__ import annotations
@@ -24,10 +30,21 @@ from typing import Any
 import numpy as np
 
 from exportguard.errors import ExportguardError
+from exportguard.features.policy import Policy
 from exportguard.fileio import atomic_write_text
 
-BUNDLE_FILES = ("model.txt", "calibration.json", "features.json", "reference.json")
+BUNDLE_FILES = (
+    "model.txt",
+    "calibration.json",
+    "features.json",
+    "reference.json",
+    "policy.json",
+)
 BAND_NAMES = ("high", "review", "low")
+#: Version 2 hashes every metadata key and carries policy.json; version 1 hashed files only.
+FORMAT_VERSION = 2
+#: metadata keys write_bundle computes itself (everything else is a hashed section)
+DERIVED_KEYS = ("files", "sections", "bundle_sha256", "format_version")
 
 
 class BundleError(ExportguardError, ValueError):
@@ -42,10 +59,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def bundle_digest(file_hashes: dict[str, str]) -> str:
-    """One sha256 over the sorted `name:hash` lines of the bundle's files."""
-    text = "".join(f"{name}:{file_hashes[name]}\n" for name in sorted(file_hashes))
-    return hashlib.sha256(text.encode()).hexdigest()
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def section_hashes(metadata: dict[str, Any]) -> dict[str, str]:
+    """sha256 of each metadata key's canonical JSON (derived keys excluded)."""
+    return {
+        key: hashlib.sha256(_canonical(value)).hexdigest()
+        for key, value in metadata.items()
+        if key not in DERIVED_KEYS
+    }
+
+
+def bundle_digest(file_hashes: dict[str, str], sections: dict[str, str]) -> str:
+    """One sha256 over the sorted `file name:hash` and `meta key:hash` lines."""
+    lines = [f"file {name}:{file_hashes[name]}\n" for name in sorted(file_hashes)]
+    lines += [f"meta {key}:{sections[key]}\n" for key in sorted(sections)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 CALIBRATION_METHODS = ("isotonic", "platt")
@@ -118,11 +149,13 @@ class Bundle:
     features: tuple[dict[str, Any], ...]
     reference: dict[str, Any]
     metadata: dict[str, Any]
+    policy: Policy
     file_hashes: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, str] = field(default_factory=dict)
 
     @property
     def sha256(self) -> str:
-        return bundle_digest(self.file_hashes)
+        return bundle_digest(self.file_hashes, self.sections)
 
     @property
     def name(self) -> str:
@@ -142,8 +175,9 @@ def write_bundle(
     features: list[dict[str, Any]],
     reference: dict[str, Any],
     metadata: dict[str, Any],
+    policy: Policy,
 ) -> Path:
-    """Write a bundle; metadata.json (with every file's sha256) is written last."""
+    """Write a bundle; metadata.json (with every file's and key's sha256) is written last."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     contents = {
@@ -151,17 +185,43 @@ def write_bundle(
         "calibration.json": json.dumps(calibration.to_json(), indent=1),
         "features.json": json.dumps(features, indent=1),
         "reference.json": json.dumps(reference, indent=1, sort_keys=True),
+        "policy.json": json.dumps(policy.model_dump(mode="json"), indent=1, sort_keys=True),
     }
     hashes = {}
     for name, text in contents.items():
         atomic_write_text(out_dir / name, text)
         hashes[name] = sha256_file(out_dir / name)
-    meta = dict(metadata)
+    meta = {k: v for k, v in metadata.items() if k not in DERIVED_KEYS}
     meta["bands"] = {"high": bands.high, "review": bands.review}
-    meta["files"] = hashes
-    meta["bundle_sha256"] = bundle_digest(hashes)
+    meta = json.loads(json.dumps(meta))  # hash exactly what load_bundle will read back
+    sections = section_hashes(meta)
+    meta.update(
+        format_version=FORMAT_VERSION,
+        files=hashes,
+        sections=sections,
+        bundle_sha256=bundle_digest(hashes, sections),
+    )
     atomic_write_text(out_dir / "metadata.json", json.dumps(meta, indent=1, sort_keys=True))
     return out_dir
+
+
+def verify_sections(meta: dict[str, Any], where: Path) -> dict[str, str]:
+    """Recompute every metadata key's hash; raise naming the first key edited after export."""
+    recorded = meta.get("sections")
+    if not isinstance(recorded, dict):
+        raise BundleError(f"{where}: no `sections` hashes recorded (malformed metadata)")
+    actual = section_hashes(meta)
+    for key in sorted(set(recorded) | set(actual)):
+        if key not in actual:
+            raise BundleError(f"{where}: metadata key `{key}` was removed after export")
+        if key not in recorded:
+            raise BundleError(f"{where}: metadata key `{key}` was added after export")
+        if actual[key] != recorded[key]:
+            raise BundleError(
+                f"{where}: metadata key `{key}` changed after export (sha256 {actual[key][:12]}… "
+                f"vs the recorded {str(recorded[key])[:12]}…)"
+            )
+    return actual
 
 
 def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) -> Bundle:
@@ -175,8 +235,14 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         listed = dict(meta["files"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{meta_path}: unreadable bundle metadata ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{meta_path}: bundle format {meta.get('format_version', 1)!r}, this code reads "
+            f"format {FORMAT_VERSION} (metadata and policy inside the digest); re-export it with "
+            "`exportguard promote` or retrain"
+        )
     missing = [n for n in BUNDLE_FILES if n not in listed]
     if missing:
         raise BundleError(f"{meta_path}: no hash recorded for {missing}")
@@ -189,8 +255,9 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
             raise BundleError(
                 f"{f}: sha256 {actual[:12]}… does not match the recorded {listed[name][:12]}… (file changed after export)"
             )
-    if meta.get("bundle_sha256") not in (None, bundle_digest(listed)):
-        raise BundleError(f"{meta_path}: bundle_sha256 does not match the file hashes")
+    sections = verify_sections(meta, meta_path)
+    if meta.get("bundle_sha256") != bundle_digest(listed, sections):
+        raise BundleError(f"{meta_path}: bundle_sha256 does not match the file and key hashes")
     try:
         features = tuple(json.loads((path / "features.json").read_text(encoding="utf-8")))
         names = tuple(str(f["name"]) for f in features)
@@ -199,7 +266,10 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
         )
         reference = json.loads((path / "reference.json").read_text(encoding="utf-8"))
         bands = Bands(float(meta["bands"]["high"]), float(meta["bands"]["review"]))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        policy = Policy.model_validate(
+            json.loads((path / "policy.json").read_text(encoding="utf-8"))
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: malformed bundle file ({exc})") from None
     if expected_features is not None and names != tuple(expected_features):
         extra = sorted(set(names) - set(expected_features))
@@ -217,5 +287,7 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
         features=features,
         reference=reference,
         metadata=meta,
+        policy=policy,
         file_hashes=listed,
+        sections=sections,
     )

@@ -72,6 +72,7 @@ def make_bundle(work: Path) -> Path:
         features=list(raw.features),
         reference=reference_distributions(ref_rows, prob, pd.Timestamp("2026-09-01")),
         metadata={"model_name": "exportguard-bench", "model_version": "bench"},
+        policy=raw.policy,
     )
 
 

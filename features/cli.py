@@ -9,25 +9,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def _load_policy(params: Path | None):  # type: ignore[no-untyped-def]
-    from exportguard.errors import ExportguardError
-    from exportguard.features.policy import Policy
-
-    if params is None:
-        return Policy()
-    import yaml
-    from pydantic import ValidationError
-
-    try:
-        data = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ExportguardError(f"cannot read params file {params}: {exc}") from None
-    try:
-        return Policy.from_mapping(data.get("policy"))
-    except ValidationError as exc:
-        raise ExportguardError(f"{params}: invalid policy section:\n{exc}") from None
-
-
 def _validate(args: argparse.Namespace) -> int:
     from exportguard.features.contract import parse_as_of, read_tables
 
@@ -45,7 +26,9 @@ def _features(args: argparse.Namespace) -> int:
 
     if args.out.suffix != ".parquet":
         raise ExportguardError(f"--out {args.out} must end in .parquet")
-    policy = _load_policy(args.params)
+    from exportguard.features.policy import load_policy_file
+
+    policy = load_policy_file(args.params)
     tables, report = read_tables(args.data)
     as_of = parse_as_of(args.as_of) if args.as_of else report.horizon
     if as_of is None:
@@ -83,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--horizon",
         metavar="T",
-        help="latest allowed time (default: the end of the data's latest activity)",
+        help="declare the latest allowed time: rows after it (+1 day) are errors "
+        "(default: derived from the bulk of api_usage; later rows elsewhere are reported)",
     )
     p.set_defaults(handler=_validate)
 

@@ -8,6 +8,7 @@ through a `Policy` object, so a provider changes the lists in `params.yaml` (sec
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -161,3 +162,32 @@ class Policy(BaseModel):
     def from_mapping(cls, data: Mapping[str, Any] | None) -> Policy:
         """Build from the `policy` section of params.yaml (missing keys keep defaults)."""
         return cls(**dict(data or {}))
+
+
+def load_policy_file(params: Path | None) -> Policy:
+    """The `policy` section of a params.yaml; the documented defaults when no file is given."""
+    from exportguard.errors import ExportguardError
+
+    if params is None:
+        return Policy()
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        data = yaml.safe_load(Path(params).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ExportguardError(f"cannot read params file {params}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ExportguardError(
+            f"{params}: expected a mapping of sections, got {type(data).__name__}"
+        )
+    try:
+        return Policy.from_mapping(data.get("policy"))
+    except (ValidationError, TypeError) as exc:
+        raise ExportguardError(f"{params}: invalid policy section:\n{exc}") from None
+
+
+def policy_differences(a: Policy, b: Policy) -> list[str]:
+    """Names of the policy keys whose values differ between `a` and `b`."""
+    da, db = a.model_dump(mode="json"), b.model_dump(mode="json")
+    return sorted(k for k in da if da[k] != db.get(k))

@@ -29,7 +29,11 @@ def _batch(args: argparse.Namespace) -> int:
     from exportguard.errors import ExportguardError
     from exportguard.features.contract import parse_as_of
     from exportguard.serving.batch import BatchConfig, run_batch
-    from exportguard.serving.batch_snapshot import features_from_data, snapshot_from_run
+    from exportguard.serving.batch_snapshot import (
+        features_from_data,
+        model_policy,
+        snapshot_from_run,
+    )
 
     if args.features is None and args.data is None:
         raise ExportguardError("give either --features FILE or --data DIR (with --as-of T)")
@@ -46,8 +50,9 @@ def _batch(args: argparse.Namespace) -> int:
     )
     as_of = parse_as_of(args.as_of) if args.as_of else None
     if args.data is not None:
+        policy = model_policy(config.model, args.params)
         features, as_of, fingerprint = features_from_data(
-            args.data, as_of, args.params, args.out, config.chunk_rows
+            args.data, as_of, policy, args.out, config.chunk_rows
         )
         manifest = run_batch(features, config, as_of, fingerprint, source=str(args.data))
     else:
@@ -130,7 +135,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     snap.add_argument(
         "--no-snapshot", action="store_true", help="do not write the feature snapshot"
     )
-    p.add_argument("--params", type=Path, metavar="params.yaml", help="policy for --data")
+    p.add_argument(
+        "--params",
+        type=Path,
+        metavar="params.yaml",
+        help="check that its policy section is the model's (--data uses the policy in the bundle)",
+    )
     p.add_argument(
         "--threads",
         type=_positive_int,

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exportguard.features.policy import Policy, load_policy_file, policy_differences
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.fileio import atomic_write
 from exportguard.serving.batch_input import fingerprint_dir
@@ -30,18 +31,34 @@ from exportguard.serving.batch_store import BatchError
 log = logging.getLogger(__name__)
 
 
+def model_policy(model: Path, params: Path | None) -> Policy:
+    """The policy the model was trained with; a params file may only restate it."""
+    from exportguard.bundle import load_bundle
+
+    trained = load_bundle(Path(model)).policy
+    if params is None:
+        return trained
+    given = load_policy_file(params)
+    differ = policy_differences(given, trained)
+    if differ:
+        raise BatchError(
+            f"{params}: policy key(s) {differ} differ from the policy the model at {model} was "
+            "trained with; its features would not be the model's (drop --params to use the "
+            "model's policy, or retrain with this one)"
+        )
+    return trained
+
+
 def features_from_data(
     data_dir: Path,
     as_of: pd.Timestamp | None,
-    params: Path | None,
+    policy: Policy,
     out: Path,
     chunk_rows: int,
 ) -> tuple[Path, pd.Timestamp, str]:
     """Feature table of `data_dir` as of T (cached under OUT/_staging); its path, T and digest."""
-    from exportguard.features.cli import _load_policy
     from exportguard.features.contract import read_tables
 
-    policy = _load_policy(params)
     tables = report = None
     if as_of is None:
         tables, report = read_tables(data_dir)

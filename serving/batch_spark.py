@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import BUNDLE_FILES, BundleError, bundle_digest, load_bundle
+from exportguard.bundle import (
+    BUNDLE_FILES,
+    BundleError,
+    bundle_digest,
+    load_bundle,
+    section_hashes,
+)
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.serving.batch_rows import (
     ID,
@@ -58,7 +64,12 @@ def bundle_bytes(path: Path) -> dict[str, bytes]:
 def scorer_from_bytes(files: dict[str, bytes], expected_sha256: str, threads: int = 1) -> Scorer:
     """Verify shipped bundle bytes against the expected digest; load once per worker process."""
     hashes = {n: hashlib.sha256(files[n]).hexdigest() for n in BUNDLE_FILES}
-    if bundle_digest(hashes) != expected_sha256:
+    try:
+        meta = json.loads(files["metadata.json"])
+        sections = section_hashes(meta)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise BundleError(f"shipped model bundle has unreadable metadata ({exc})") from None
+    if bundle_digest(hashes, sections) != expected_sha256:
         raise BundleError(
             f"shipped model bundle does not match the driver's sha256 {expected_sha256[:12]}…"
         )

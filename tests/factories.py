@@ -11,6 +11,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from exportguard.bundle import Bands, Calibration, write_bundle
 from exportguard.features.matrix import model_matrix
+from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
 
 
@@ -75,4 +76,5 @@ def build_bundle(
         ],
         reference={},
         metadata={"model_name": "exportguard-test", "model_version": "1", "metrics": {"ap": 0.5}},
+        policy=Policy(),
     )

@@ -106,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         )
         metadata.update(run_id=logged.run_id, model_version=logged.model_version or "unregistered")
     if args.out is not None:
-        _write_run_dir(args.out, result, metadata)
+        _write_run_dir(args.out, result, metadata, params.policy)
     if args.out_metrics is not None:
         _write_json(args.out_metrics, result.metrics)
     print(render_table(result.metrics))
@@ -125,12 +125,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_run_dir(out: Path, result: Any, metadata: dict[str, Any]) -> None:
+def _write_run_dir(out: Path, result: Any, metadata: dict[str, Any], policy: Any) -> None:
     """The run's local outputs: candidate bundle, holdout, population scores, baseline, metrics."""
     from exportguard.training.export import write_result_bundle
 
     out.mkdir(parents=True, exist_ok=True)
-    write_result_bundle(out / "bundle", result, metadata)
+    write_result_bundle(out / "bundle", result, metadata, policy)
     result.holdout.to_parquet(out / "holdout.parquet", index=False)
     result.population.to_parquet(out / "population_scores.parquet", index=False)
     _write_json(out / "logistic.json", result.logistic.to_json())

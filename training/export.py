@@ -8,14 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exportguard.bundle import Bundle, load_bundle, write_bundle
+from exportguard.bundle import DERIVED_KEYS, Bundle, load_bundle, write_bundle
+from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
 from exportguard.training.pipeline import TrainingResult
 
 log = logging.getLogger(__name__)
-
-#: metadata keys that write_bundle recomputes
-DERIVED_KEYS = ("files", "bundle_sha256", "bands")
 
 
 def feature_records() -> list[dict[str, Any]]:
@@ -26,8 +24,10 @@ def feature_records() -> list[dict[str, Any]]:
     ]
 
 
-def write_result_bundle(out_dir: Path, result: TrainingResult, metadata: dict[str, Any]) -> Path:
-    """Write the run's model, calibration, features, reference and metadata to `out_dir`."""
+def write_result_bundle(
+    out_dir: Path, result: TrainingResult, metadata: dict[str, Any], policy: Policy
+) -> Path:
+    """Write the run's model, calibration, features, reference, policy and metadata."""
     return write_bundle(
         out_dir,
         model_text=result.booster.model_to_string(),
@@ -36,6 +36,7 @@ def write_result_bundle(out_dir: Path, result: TrainingResult, metadata: dict[st
         features=feature_records(),
         reference=result.reference,
         metadata=metadata,
+        policy=policy,
     )
 
 
@@ -43,7 +44,7 @@ def replace_bundle(bundle: Bundle, out_dir: Path, metadata_updates: dict[str, An
     """Export `bundle` (with updated metadata) to `out_dir`, swapping the directory in at once."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in bundle.metadata.items() if k not in DERIVED_KEYS}
+    meta = {k: v for k, v in bundle.metadata.items() if k not in (*DERIVED_KEYS, "bands")}
     meta.update(metadata_updates)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; serving may run as another user
@@ -55,6 +56,7 @@ def replace_bundle(bundle: Bundle, out_dir: Path, metadata_updates: dict[str, An
         features=list(bundle.features),
         reference=bundle.reference,
         metadata=meta,
+        policy=bundle.policy,
     )
     load_bundle(staging, expected_features=FEATURE_NAMES)  # verify before it becomes visible
     old = out_dir.with_name(f".{out_dir.name}.old")

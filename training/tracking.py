@@ -147,7 +147,7 @@ def log_run(
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
             bundle_meta = dict(metadata, run_id=run.info.run_id)
-            write_result_bundle(tmp_path / "bundle", result, bundle_meta)
+            write_result_bundle(tmp_path / "bundle", result, bundle_meta, params.policy)
             mlflow.log_artifacts(str(tmp_path / "bundle"), "bundle")
             for path in _plots(result, tmp_path, params):
                 mlflow.log_artifact(str(path), "plots")

@@ -158,6 +158,7 @@ def bundle_with_reference(tiny_bundle, tmp_path) -> Path:
         features=list(b.features),
         reference=reference_distributions(frame, score, pd.Timestamp("2026-09-01")),
         metadata={"model_name": "exportguard-test", "model_version": "2"},
+        policy=b.policy,
     )
 
 
@@ -305,12 +306,19 @@ def test_missing_inputs_and_models_are_named(tiny_bundle, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_features_from_raw_data(tiny_bundle, tmp_path):
+def test_features_from_raw_data(tiny_bundle, tmp_path, capsys):
     from exportguard.synth.world import generate_world, write_world
 
     world = generate_world(120, seed=5, days=40)
     write_world(world, tmp_path / "data", tmp_path / "truth.parquet")
     store = tmp_path / "store"
+    other = tmp_path / "params.yaml"
+    other.write_text("policy:\n  restricted_countries: [CN]\n")
+    refused = ["batch", "--data", str(tmp_path / "data"), "--as-of", AS_OF]
+    refused += ["--out", str(tmp_path / "out"), "--model", str(tiny_bundle), "--params", str(other)]
+    assert main(refused) == 2  # the features must be computed with the model's policy
+    assert "['restricted_countries'] differ from the policy" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "_staging").exists()
     args = [
         "batch",
         "--data",
