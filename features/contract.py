@@ -6,7 +6,8 @@ Two steps, so that a report can say exactly what is wrong:
    (naive-UTC timestamps, strings, numbers, booleans); values that cannot be converted are
    counted as problems, never silently turned into missing values.
 2. *Validation* with pandera: nullability, unique ids, enumerations, country codes,
-   ranges; then cross-table checks (foreign keys, the data horizon).
+   ranges; then cross-table checks (foreign keys, no row after the current time, the data
+   horizon of `features.horizon`).
 
 Every problem found is collected into one `ContractError` report (table, column, what is
 wrong, how many rows, a few examples) instead of stopping at the first.
@@ -15,6 +16,7 @@ wrong, how many rows, a few examples) instead of stopping at the first.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,13 @@ import pandas as pd
 
 from exportguard.errors import ExportguardError
 from exportguard.features.columns import SPECS, ColumnSpec, Problem, as_plain, coerce_table
+from exportguard.features.horizon import (
+    CLOCK_SKEW,
+    STRAY_GAP,
+    Horizon,
+    activity_horizon,
+    wall_clock_now,
+)
 from exportguard.features.tables import OPTIONAL_TABLES, REQUIRED_TABLES, TIME_COLUMNS, RawTables
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,7 @@ class ValidationReport:
     missing_optional: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     horizon: pd.Timestamp | None = None
+    horizon_source: str | None = None  # the table the horizon came from; None if declared
 
     def render(self) -> str:
         lines = [f"{name}: {n:,} rows" for name, n in self.rows.items()]
@@ -58,20 +68,79 @@ class ValidationReport:
             for name in self.missing_optional
         ]
         if self.horizon is not None:
-            lines.append(f"data horizon: {self.horizon}")
+            how = (
+                f"the end of the bulk of {self.horizon_source}"
+                if self.horizon_source
+                else "declared"
+            )
+            lines.append(f"data horizon: {self.horizon} ({how})")
         lines += [f"warning: {w.render()}" for w in self.warnings]
         return "\n".join(lines)
 
 
 def _find_file(data_dir: Path, table: str) -> Path | None:
-    candidates = [
-        p for p in (data_dir / f"{table}.parquet", data_dir / f"{table}.csv") if p.is_file()
-    ]
+    """The table's one file; a link or entry that exists but cannot be opened is named."""
+    names = (data_dir / f"{table}.parquet", data_dir / f"{table}.csv")
+    for p in names:
+        if os.path.lexists(p) and not p.is_file():
+            try:
+                p.stat()
+            except OSError as exc:  # a symlink loop, a dangling link, no permission
+                reason = exc.strerror or type(exc).__name__
+                raise ContractError(
+                    [Problem(table, None, f"{p.name} exists but cannot be read: {reason}", 0)],
+                    data_dir,
+                ) from None
+            raise ContractError(
+                [Problem(table, None, f"{p.name} exists but is not a regular file", 0)], data_dir
+            )
+    candidates = [p for p in names if p.is_file()]
     if len(candidates) > 1:
         raise ContractError(
             [Problem(table, None, "both a .parquet and a .csv file exist; keep one", 0)], data_dir
         )
     return candidates[0] if candidates else None
+
+
+def _parquet_type_problems(path: Path, table: str) -> list[Problem]:
+    """Text stored where the contract has a number or a boolean is a type error, as over HTTP."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    problems = []
+    for spec in SPECS[table]:
+        if spec.kind not in ("int", "float", "bool") or spec.name not in schema.names:
+            continue
+        kind = schema.field(spec.name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            wanted, column = (
+                ("a boolean", "boolean") if spec.kind == "bool" else ("a number", "numeric")
+            )
+            problems.append(
+                Problem(
+                    table,
+                    spec.name,
+                    f"stored as text in Parquet ({kind}) where the contract has {wanted}; "
+                    f"write a {column} column",
+                    0,
+                )
+            )
+    return problems
+
+
+def _delimiter_hint(path: Path) -> str:
+    """A hint when a CSV header looks delimited by something other than commas."""
+    if path.suffix != ".csv":
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline()
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if sep in header and "," not in header:
+            return f" (the header looks delimited by {name}; contract CSV files use commas)"
+    return ""
 
 
 def _read_file(path: Path, specs: tuple[ColumnSpec, ...]) -> pd.DataFrame:
@@ -121,10 +190,16 @@ def _load(
             continue
         missing = [s.name for s in SPECS[table] if s.name not in raw.columns]
         if missing:
-            problems.append(Problem(table, ", ".join(missing), "required column(s) missing", 0))
+            message = "required column(s) missing" + _delimiter_hint(path)
+            problems.append(Problem(table, ", ".join(missing), message, 0))
             continue
+        if path.suffix == ".parquet":
+            problems.extend(_parquet_type_problems(path, table))
         frames[table] = coerce_table(table, raw, problems)
         report.rows[table] = len(raw)
+    accounts = frames.get("accounts")
+    if accounts is not None and not len(accounts):
+        problems.append(Problem("accounts", None, "accounts has 0 rows: nothing to score", 0))
     return frames
 
 
@@ -141,7 +216,7 @@ def _schema_checks(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> 
 
 def _foreign_keys(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> None:
     accounts = frames.get("accounts")
-    if accounts is not None:
+    if accounts is not None and len(accounts):  # 0 rows is reported once, not per table
         known = pd.Index(accounts["account_id"].dropna().unique())
         for table in ("payments", "api_usage", "logins", "labels"):
             df = frames.get(table)
@@ -180,24 +255,32 @@ def _foreign_keys(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> N
         )
 
 
-def data_horizon(frames: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
-    """The data's own 'now': the end of its latest activity (usage hour, payment or login)."""
-    ends = []
-    usage = frames.get("api_usage")
-    if usage is not None and usage["hour"].notna().any():
-        ends.append(usage["hour"].max() + pd.Timedelta(hours=1))
-    for table, col in (("payments", "paid_at"), ("logins", "login_at")):
+def _future_checks(
+    frames: dict[str, pd.DataFrame], now: pd.Timestamp, problems: list[Problem]
+) -> None:
+    """Rows dated after the current time cannot be real: refuse them (they would set the as-of)."""
+    limit = now + CLOCK_SKEW
+    for table, col in TIME_COLUMNS.items():
         df = frames.get(table)
-        if df is not None and df[col].notna().any():
-            ends.append(df[col].max())
-    return max(ends) if ends else None
+        if df is None:
+            continue
+        late = df[col] > limit
+        if late.any():
+            problems.append(
+                Problem.of(
+                    table,
+                    col,
+                    f"dated after the current time {now.floor('s')} (more than "
+                    f"{CLOCK_SKEW} of clock skew): cannot be real",
+                    df.loc[late, col],
+                )
+            )
 
 
 def _horizon_checks(
     frames: dict[str, pd.DataFrame], horizon: pd.Timestamp, problems: list[Problem]
 ) -> None:
-    # The data's own horizon, not the wall clock: a provider may validate an export dated
-    # by another clock, and a synthetic world may lie in the future.
+    """With a declared horizon, rows dated after it (+1 day) break the declaration."""
     limit = horizon + HORIZON_SLACK
     for table, col in TIME_COLUMNS.items():
         df = frames.get(table)
@@ -210,6 +293,41 @@ def _horizon_checks(
                     table,
                     col,
                     f"dated after the data horizon {horizon} (+1 day)",
+                    df.loc[late, col],
+                )
+            )
+
+
+def _late_row_warnings(
+    frames: dict[str, pd.DataFrame], horizon: Horizon, report: ValidationReport
+) -> None:
+    """Report stray usage and tables whose latest rows run past the usage's end."""
+    if horizon.stray_rows:
+        report.warnings.append(
+            Problem(
+                horizon.source,
+                TIME_COLUMNS[horizon.source],
+                f"dated after a gap of more than {STRAY_GAP} "
+                f"following the bulk of the activity (which ends {horizon.bulk_latest}), "
+                f"the latest {horizon.stray_latest}; they do not set the data horizon and no "
+                "feature as of it uses them",
+                horizon.stray_rows,
+            )
+        )
+    limit = horizon.at + HORIZON_SLACK
+    for table, col in TIME_COLUMNS.items():
+        df = frames.get(table)
+        if df is None or table == horizon.source:
+            continue
+        late = df[col] > limit
+        if late.any():
+            report.warnings.append(
+                Problem.of(
+                    table,
+                    col,
+                    f"runs past the data horizon {horizon.at} set by {horizon.source} (+1 day) "
+                    f"up to {df.loc[late, col].max()}; kept, but no feature as of the horizon "
+                    "uses these rows",
                     df.loc[late, col],
                 )
             )
@@ -245,9 +363,15 @@ def _consistency_warnings(frames: dict[str, pd.DataFrame], report: ValidationRep
 
 
 def read_tables(
-    data_dir: str | Path, horizon: pd.Timestamp | None = None
+    data_dir: str | Path,
+    horizon: pd.Timestamp | None = None,
+    now: pd.Timestamp | None = None,
 ) -> tuple[RawTables, ValidationReport]:
-    """Load and validate every contract table in `data_dir`; raise ContractError listing all problems."""
+    """Load and validate every contract table in `data_dir`; raise ContractError listing all problems.
+
+    `horizon` declares where the data ends (rows after it are errors); without it the
+    horizon is derived (`features.horizon`). `now` is the wall-clock time rows may not pass.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ExportguardError(f"data directory {data_dir} does not exist or is not a directory")
@@ -258,11 +382,17 @@ def read_tables(
         frames = _load(data_dir, problems, report)
         _schema_checks(frames, problems)
     _foreign_keys(frames, problems)
-    report.horizon = horizon if horizon is not None else data_horizon(frames)
-    if report.horizon is not None:
-        _horizon_checks(frames, report.horizon, problems)
+    _future_checks(frames, wall_clock_now() if now is None else now, problems)
+    derived = None
+    if horizon is not None:
+        report.horizon = horizon
+        _horizon_checks(frames, horizon, problems)
+    elif (derived := activity_horizon(frames)) is not None:
+        report.horizon, report.horizon_source = derived.at, derived.source
     if problems:
         raise ContractError(problems, data_dir)
+    if derived is not None:
+        _late_row_warnings(frames, derived, report)
     _consistency_warnings(frames, report)
     for w in report.warnings:
         log.warning("%s", w.render())

@@ -47,14 +47,11 @@ class RawTables:
         }
 
     def horizon(self) -> pd.Timestamp:
-        """The latest timestamp in the data: the data's own 'now'."""
-        latest = [
-            df[col].max()
-            for name, col in TIME_COLUMNS.items()
-            if (df := self.table(name)) is not None and col in df and len(df)
-        ]
-        latest = [t for t in latest if pd.notna(t)]
-        return max(latest) if latest else pd.Timestamp("1970-01-01")
+        """The data's own 'now' (`features.horizon.activity_horizon`); 1970 with no activity."""
+        from exportguard.features.horizon import activity_horizon
+
+        found = activity_horizon({name: self.table(name) for name in TIME_COLUMNS})
+        return found.at if found is not None else pd.Timestamp("1970-01-01")
 
     def with_tables(self, **tables: pd.DataFrame | None) -> RawTables:
         return replace(self, **tables)

@@ -50,7 +50,7 @@ class UnreviewedParams(_Section):
 class ExamplesParams(_Section):
     """Training examples: labelled accounts as of `labelled_at`, plus presumed negatives."""
 
-    #: the data's "now" (ISO timestamp); default: the latest timestamp in the data
+    #: the data's "now" (ISO timestamp); default: the data horizon (features/horizon.py)
     as_of: str | None = None
     unreviewed: UnreviewedParams = UnreviewedParams()
 

@@ -200,11 +200,65 @@ def test_missing_required_table_and_column(tmp_path):
     assert "payments.status: required column(s) missing" in str(err.value)
 
 
-def test_rows_after_the_horizon_are_refused(tmp_path):
+def test_rows_after_a_declared_horizon_are_refused(tmp_path):
     world = tiny_world()
-    world["labels"].loc[0, "labelled_at"] = pd.Timestamp("2027-06-01")
+    world["labels"].loc[0, "labelled_at"] = pd.Timestamp("2026-01-20")
     with pytest.raises(ContractError, match="labels.labelled_at: dated after the data horizon"):
-        read_tables(write(world, tmp_path / "d"))
+        read_tables(write(world, tmp_path / "d"), horizon=pd.Timestamp("2026-01-11"))
+
+
+def test_future_dated_rows_are_refused_and_no_feature_is_computed_as_of_them(tmp_path, capsys):
+    world = tiny_world()
+    extra = pd.concat([world["payments"].iloc[[0]]] * 9, ignore_index=True)
+    extra["payment_id"] = [f"future{i}" for i in range(9)]
+    extra["paid_at"] = pd.Timestamp("2031-01-01")
+    world["payments"] = pd.concat([world["payments"], extra], ignore_index=True)
+    data = write(world, tmp_path / "d")
+    with pytest.raises(ContractError) as err:
+        read_tables(data)
+    assert "payments.paid_at: dated after the current time" in str(err.value)
+    assert "cannot be real (9 rows)" in str(err.value)
+    assert main(["validate", "--data", str(data)]) == 2
+    assert "2031-01-01" in capsys.readouterr().err
+    out = tmp_path / "f.parquet"
+    assert main(["features", "--data", str(data), "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_the_wall_clock_is_injectable(tmp_path):
+    data = write(tiny_world(), tmp_path / "d")
+    with pytest.raises(ContractError, match="api_usage.hour: dated after the current time"):
+        read_tables(data, now=pd.Timestamp("2026-01-08"))
+    _, report = read_tables(data, now=pd.Timestamp("2026-01-11 02:00"))  # within the skew
+    assert report.horizon == pd.Timestamp("2026-01-11 01:00")
+
+
+def test_other_tables_running_past_the_usage_do_not_move_the_horizon(tmp_path):
+    world = tiny_world()
+    world["payments"].loc[1, "paid_at"] = pd.Timestamp("2026-03-01")  # past, but far past usage
+    tables, report = read_tables(write(world, tmp_path / "d"))
+    assert report.horizon == pd.Timestamp("2026-01-11 01:00") == tables.horizon()
+    assert report.horizon_source == "api_usage"
+    text = report.render()
+    assert (
+        "payments.paid_at: runs past the data horizon 2026-01-11 01:00:00 set by api_usage" in text
+    )
+    assert "up to 2026-03-01" in text
+
+
+def test_stray_usage_after_a_silent_gap_is_reported_not_the_horizon(tmp_path):
+    world = tiny_world()
+    usage = world["api_usage"]
+    bulk = pd.concat([usage.iloc[[0]]] * 300, ignore_index=True)
+    bulk["hour"] = pd.Timestamp("2026-01-01 06:00") + pd.to_timedelta(range(300), unit="h")
+    stray = usage.iloc[[1]].assign(hour=pd.Timestamp("2026-04-01"))
+    world["api_usage"] = pd.concat([bulk, stray], ignore_index=True)
+    world["labels"].loc[0, "labelled_at"] = pd.Timestamp("2026-01-12")
+    tables, report = read_tables(write(world, tmp_path / "d"), now=pd.Timestamp("2026-06-01"))
+    end = pd.Timestamp("2026-01-01 06:00") + pd.Timedelta(hours=300)
+    assert report.horizon == end == tables.horizon()
+    assert "api_usage.hour: dated after a gap of more than 1 days" in report.render()
+    assert "the latest 2026-04-01 00:00:00" in report.render()
 
 
 def test_validate_cli_reports_without_traceback(tmp_path, capsys):
@@ -224,3 +278,45 @@ def test_unreadable_file_is_named(tmp_path):
     (d / "payments.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(ContractError, match="payments: cannot read payments.parquet"):
         read_tables(d)
+
+
+def test_a_symlink_loop_is_reported_as_unreadable_not_missing(tmp_path):
+    data = write(tiny_world(), tmp_path / "d")
+    (data / "logins.parquet").unlink()
+    (data / "logins.parquet").symlink_to(data / "logins.parquet")
+    with pytest.raises(ContractError) as err:
+        read_tables(data)
+    assert (
+        "logins: logins.parquet exists but cannot be read: Too many levels of symbolic links"
+        in (str(err.value))
+    )
+    assert "required table missing" not in str(err.value)
+
+
+def test_text_stored_in_a_parquet_number_column_is_a_type_error(tmp_path):
+    world = tiny_world()
+    world["payments"]["amount_usd"] = ["12.5", "500"]
+    with pytest.raises(
+        ContractError,
+        match=r"payments.amount_usd: stored as text in Parquet \(large_string\) where the contract has a number",
+    ):
+        read_tables(write(world, tmp_path / "d"))
+    read_tables(write(world, tmp_path / "csv", "csv"))  # in CSV everything is text: parsed
+
+
+def test_empty_accounts_is_said_once_and_plainly(tmp_path):
+    world = tiny_world()
+    world["accounts"] = world["accounts"].iloc[:0]
+    with pytest.raises(ContractError) as err:
+        read_tables(write(world, tmp_path / "d"))
+    assert "accounts: accounts has 0 rows: nothing to score" in str(err.value)
+    assert "refers to an account not in accounts" not in str(err.value)
+
+
+def test_a_semicolon_delimited_csv_gets_a_delimiter_hint(tmp_path):
+    data = write(tiny_world(), tmp_path / "d", "csv")
+    tiny_world()["payments"].to_csv(data / "payments.csv", sep=";", index=False)
+    with pytest.raises(
+        ContractError, match="looks delimited by semicolons; contract CSV files use commas"
+    ):
+        read_tables(data)
