@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ import numpy as np
 from exportguard.errors import ExportguardError
 from exportguard.features.policy import Policy
 from exportguard.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FILES = (
     "model.txt",
@@ -224,8 +227,14 @@ def verify_sections(meta: dict[str, Any], where: Path) -> dict[str, str]:
     return actual
 
 
-def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) -> Bundle:
-    """Verify every file's sha256, then parse. Raises BundleError naming what is wrong."""
+def load_bundle(
+    path: Path, expected_features: tuple[str, ...] | None = None, *, legacy_ok: bool = False
+) -> Bundle:
+    """Verify every file's and metadata key's sha256, then parse; BundleError names what is wrong.
+
+    `legacy_ok` reads a format-1 bundle (file hashes only, no policy.json, default policy)
+    for comparison by the promotion gate; serving and batch never pass it.
+    """
     path = Path(path)
     meta_path = path / "metadata.json"
     if not meta_path.is_file():
@@ -237,16 +246,22 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
         listed = dict(meta["files"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{meta_path}: unreadable bundle metadata ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
+    legacy = legacy_ok and "format_version" not in meta
+    if legacy:
+        log.warning(
+            "%s: reading a format-1 bundle (metadata not hash-checked) for comparison", path
+        )
+    elif meta.get("format_version") != FORMAT_VERSION:
         raise BundleError(
             f"{meta_path}: bundle format {meta.get('format_version', 1)!r}, this code reads "
             f"format {FORMAT_VERSION} (metadata and policy inside the digest); re-export it with "
             "`exportguard promote` or retrain"
         )
-    missing = [n for n in BUNDLE_FILES if n not in listed]
+    names = tuple(n for n in BUNDLE_FILES if not (legacy and n == "policy.json"))
+    missing = [n for n in names if n not in listed]
     if missing:
         raise BundleError(f"{meta_path}: no hash recorded for {missing}")
-    for name in BUNDLE_FILES:
+    for name in names:
         f = path / name
         if not f.is_file():
             raise BundleError(f"{f}: file of the model bundle is missing")
@@ -255,8 +270,8 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
             raise BundleError(
                 f"{f}: sha256 {actual[:12]}… does not match the recorded {listed[name][:12]}… (file changed after export)"
             )
-    sections = verify_sections(meta, meta_path)
-    if meta.get("bundle_sha256") != bundle_digest(listed, sections):
+    sections = section_hashes(meta) if legacy else verify_sections(meta, meta_path)
+    if not legacy and meta.get("bundle_sha256") != bundle_digest(listed, sections):
         raise BundleError(f"{meta_path}: bundle_sha256 does not match the file and key hashes")
     try:
         features = tuple(json.loads((path / "features.json").read_text(encoding="utf-8")))
@@ -266,8 +281,12 @@ def load_bundle(path: Path, expected_features: tuple[str, ...] | None = None) ->
         )
         reference = json.loads((path / "reference.json").read_text(encoding="utf-8"))
         bands = Bands(float(meta["bands"]["high"]), float(meta["bands"]["review"]))
-        policy = Policy.model_validate(
-            json.loads((path / "policy.json").read_text(encoding="utf-8"))
+        policy = (
+            Policy()
+            if legacy
+            else Policy.model_validate(
+                json.loads((path / "policy.json").read_text(encoding="utf-8"))
+            )
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: malformed bundle file ({exc})") from None

@@ -109,14 +109,16 @@ def gate(
     return GateResult(not reasons, reasons, candidate, champion, add_error)
 
 
-def _version_bundle(client: Any, name: str, version: str, dst: Path) -> tuple[Bundle, str]:
+def _version_bundle(
+    client: Any, name: str, version: str, dst: Path, legacy_ok: bool = False
+) -> tuple[Bundle, str]:
     from exportguard.training.tracking import download
 
     mv = client.get_model_version(name, version)
     if not mv.run_id:
         raise ExportguardError(f"{name} version {version} is not linked to a training run")
     path = download(client, mv.run_id, "bundle", dst / f"v{version}")
-    return load_bundle(path), mv.run_id
+    return load_bundle(path, legacy_ok=legacy_ok), mv.run_id
 
 
 def _resolve_version(client: Any, name: str, version: str | None) -> str:
@@ -167,7 +169,8 @@ def promote(
         cand_metrics = holdout_metrics(candidate, holdout, k)
         champ_metrics = None
         if current is not None and current != version:
-            champion, _ = _version_bundle(client, reg.model_name, current, tmp_path)
+            # a champion exported by an older release is still compared, never served
+            champion, _ = _version_bundle(client, reg.model_name, current, tmp_path, legacy_ok=True)
             champ_metrics = holdout_metrics(champion, holdout, k)
         result = gate(
             cand_metrics,

@@ -108,6 +108,11 @@ def test_old_format_without_metadata_digest_is_refused(tiny_bundle, tmp_path):
     _edit_meta(copy, lambda m: [m.pop(k) for k in ("format_version", "sections")])
     with pytest.raises(BundleError, match="bundle format 1.*re-export"):
         load_bundle(copy)
+    legacy = load_bundle(copy, legacy_ok=True)  # the promotion gate may still compare it
+    assert legacy.model_text == load_bundle(tiny_bundle).model_text
+    (copy / "model.txt").write_text("tampered")
+    with pytest.raises(BundleError, match="model.txt"):  # its files are still hash-checked
+        load_bundle(copy, legacy_ok=True)
 
 
 def _forge(meta: dict) -> None:
