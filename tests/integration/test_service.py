@@ -229,7 +229,7 @@ def _one(**values: Any) -> dict[str, Any]:
 def test_non_finite_numbers_are_refused(client: Any, raw: bytes, field: str) -> None:
     resp = client.post("/score", content=raw, headers={**AUTH, "Content-Type": "application/json"})
     assert resp.status_code == 400
-    assert resp.json()["detail"][0]["loc"] == ["accounts", 0, field]
+    assert resp.json()["field"] == f"accounts.0.{field}"
 
 
 @pytest.mark.parametrize(
@@ -273,8 +273,11 @@ def test_invalid_bodies_are_400_naming_the_field(
 ) -> None:
     resp = client.post("/score", json=body, headers=AUTH)
     assert resp.status_code == 400, resp.text
-    detail = resp.json()["detail"]
-    assert any(d["loc"] == loc and d["type"] == kind for d in detail), detail
+    body = resp.json()
+    assert body["code"] == "invalid_request" and body["error"].startswith(body["field"])
+    path = ".".join(map(str, loc))
+    assert any(e["field"] == path and e["type"] == kind for e in body["errors"]), body
+    assert "IODescriptor" not in resp.text and "pydantic" not in resp.text
 
 
 @pytest.mark.parametrize(
@@ -288,7 +291,8 @@ def test_invalid_bodies_are_400_naming_the_field(
 )
 def test_invalid_id_requests_are_400(client: Any, body: dict[str, Any], loc: list[Any]) -> None:
     resp = client.post("/score_accounts", json=body, headers=AUTH)
-    assert resp.status_code == 400 and any(d["loc"] == loc for d in resp.json()["detail"])
+    path = ".".join(map(str, loc))
+    assert resp.status_code == 400 and any(e["field"] == path for e in resp.json()["errors"])
 
 
 @pytest.mark.parametrize(
@@ -296,7 +300,44 @@ def test_invalid_id_requests_are_400(client: Any, body: dict[str, Any], loc: lis
 )
 def test_malformed_json_is_400(client: Any, raw: bytes) -> None:
     resp = client.post("/score", content=raw, headers={**AUTH, "Content-Type": "application/json"})
-    assert resp.status_code == 400 and "error" in resp.json()
+    assert resp.status_code == 400 and resp.json()["code"] in ("invalid_json", "invalid_request")
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"accounts":[{"account_id":"a1","account_id":"a2"}]}', "account_id"),
+        (b'{"accounts":[{"account_id":"a1"}],"top_k":1,"top_k":9}', "top_k"),
+        (b'{"account_ids":["a1"],"account_ids":["a2"]}', "account_ids"),
+    ],
+)
+def test_duplicate_json_keys_are_refused_naming_the_key(client: Any, raw: bytes, key: str) -> None:
+    path = "/score_accounts" if b"account_ids" in raw else "/score"
+    resp = client.post(path, content=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json() == {
+        "error": f"key {key!r} appears twice in one JSON object",
+        "code": "duplicate_key",
+        "field": key,
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("POST", "/nowhere", 404, "not_found"),
+        ("GET", "/score", 405, "method_not_allowed"),
+        ("PUT", "/metadata", 405, "method_not_allowed"),
+    ],
+)
+def test_framework_errors_have_the_documented_json_shape(
+    client: Any, method: str, path: str, status: int, code: str
+) -> None:
+    resp = client.request(method, path, headers=AUTH, json={} if method != "GET" else None)
+    assert resp.status_code == status
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json()["code"] == code and resp.json()["error"]
 
 
 def test_declared_oversize_body_is_413(client: Any) -> None:
