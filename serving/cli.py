@@ -160,11 +160,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from exportguard.features.registry import FEATURE_NAMES
     from exportguard.serving.audit import AuditLog
     from exportguard.serving.auth import TokenStore
+    from exportguard.serving.protocol import connection_limits
     from exportguard.serving.settings import ServeSettings
 
     env = serve_environment(args, dict(os.environ))
     tokens = TokenStore.from_env(env)
     settings = ServeSettings.from_env(env)
+    connection_limits(env)  # a bad EXPORTGUARD_HEADER_TIMEOUT_S fails here, not in a worker
     bundle = load_bundle(settings.model_path, expected_features=FEATURE_NAMES)
     AuditLog(settings.audit_log, sync=settings.audit_sync)
     log.info(

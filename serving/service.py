@@ -28,6 +28,9 @@ Traffic settings, chosen deliberately:
   `fsync` durability a small request's commit also stays on the loop when it is the
   worker's only request in flight: there is nothing to overlap the fsync with or to
   group it with, and the hand-offs would only add to its latency.
+- Connections (serving/protocol.py): closed when no request headers complete within
+  EXPORTGUARD_HEADER_TIMEOUT_S (10 s) of opening or of the previous answer; at most
+  EXPORTGUARD_MAX_CONNECTIONS_PER_IP (256) open per client address and worker.
 - `max_concurrency=256` per service bounds requests in flight (the excess gets 429 at
   once rather than queueing without limit); `timeout=30` s answers 504 for a stuck
   request, and the engine refuses to score (503, nothing audited) a request that has
@@ -54,6 +57,7 @@ from starlette.routing import Route
 
 from exportguard.serving.engine import Engine, Prepared, RequestFailed, RequestInfo
 from exportguard.serving.middleware import SCOPE_KEY, GuardMiddleware
+from exportguard.serving.protocol import install as install_connection_guards
 from exportguard.serving.schemas import (
     MAX_BODY_BYTES,
     ScoreAccountsRequest,
@@ -232,3 +236,4 @@ class ExportGuard:
 
 
 ExportGuard.add_asgi_middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES)
+install_connection_guards()  # before uvicorn resolves its HTTP protocol (serving/protocol.py)

@@ -17,6 +17,10 @@ import pytest
 from serving_support import AUTH, TOKENS, account_rows
 
 from exportguard.cli import main
+from exportguard.serving.protocol import HEADER_TIMEOUT_ENV, MAX_PER_IP_ENV
+
+HEADER_TIMEOUT_S = 2.0
+MAX_PER_IP = 16
 
 
 def free_port() -> int:
@@ -33,6 +37,7 @@ def server(
     port = free_port()
     audit = work / "audit" / "decisions.jsonl"
     env = {**os.environ, "EXPORTGUARD_API_TOKENS": TOKENS, "BENTOML_DO_NOT_TRACK": "true"}
+    env.update({HEADER_TIMEOUT_ENV: str(HEADER_TIMEOUT_S), MAX_PER_IP_ENV: str(MAX_PER_IP)})
     env.pop("EXPORTGUARD_API_TOKENS_FILE", None)
     cmd = [
         sys.executable, "-m", "exportguard.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -91,7 +96,7 @@ def test_real_server_scores_authenticates_and_audits(server: tuple[str, Path]) -
         headers={**AUTH, "Content-Type": "application/json"},
     )
     assert bad.status_code == 400
-    assert bad.json()["detail"][0]["loc"] == ["accounts", 0, "restricted_traffic_share_30d"]
+    assert bad.json()["field"] == "accounts.0.restricted_traffic_share_30d"
     pickled = httpx.post(
         f"{url}/score",
         content=b"\x80\x04N.",
@@ -103,6 +108,55 @@ def test_real_server_scores_authenticates_and_audits(server: tuple[str, Path]) -
     answered = sorted((b["request_id"], r["account_id"]) for b in bodies for r in b["results"])
     assert sorted((r["request_id"], r["account_id"]) for r in records) == answered
     assert main(["audit", "verify", str(audit)]) == 0
+
+
+def _closed_after(sock: socket.socket, drip: bytes, limit_s: float) -> float | None:
+    """Send `drip` one byte every 0.5 s; seconds until the server closed, None if it did not."""
+    start = time.monotonic()
+    sock.settimeout(0.5)
+    i = 0
+    while time.monotonic() - start < limit_s:
+        try:
+            if drip and i < len(drip):
+                sock.sendall(drip[i : i + 1])
+                i += 1
+            if sock.recv(4096) == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - start
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("drip", [b"", b"POST /score HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200])
+def test_slow_or_silent_connections_are_closed_within_the_header_timeout(
+    server: tuple[str, Path], drip: bytes
+) -> None:
+    port = int(server[0].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        closed = _closed_after(sock, drip, limit_s=HEADER_TIMEOUT_S + 8)
+    assert closed is not None, "connection still open"
+    assert HEADER_TIMEOUT_S - 0.5 <= closed <= HEADER_TIMEOUT_S + 1.5
+
+
+@pytest.mark.slow
+def test_connections_beyond_the_per_ip_limit_are_refused(server: tuple[str, Path]) -> None:
+    port = int(server[0].rsplit(":", 1)[1])
+    time.sleep(HEADER_TIMEOUT_S + 1)  # earlier tests' idle connections have been closed
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_PER_IP)]
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as extra:
+            extra.settimeout(5)
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503") and b"too_many_connections" in answer
+        held[0].sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")  # the held ones still work
+        held[0].settimeout(5)
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_serve_refuses_to_start_without_a_token(

@@ -1,0 +1,123 @@
+"""Connection guards below HTTP parsing: header/idle deadline and connections per client IP.
+
+uvicorn (BentoML's HTTP server) has a keep-alive timeout only after a response: a
+connection that sends nothing, or one header byte every few seconds, is held open for
+ever, and the ASGI guard never sees it because no request is complete. This protocol
+subclass closes a connection that has not completed a request's headers within
+EXPORTGUARD_HEADER_TIMEOUT_S (10 s) of opening or of its previous response, and refuses
+(503, closed) a client IP's connections beyond EXPORTGUARD_MAX_CONNECTIONS_PER_IP (256)
+open on one worker. A request whose headers are complete is governed by the service's
+own timeouts instead. `install()` makes it uvicorn's "auto" HTTP protocol; the service
+module calls it when the worker imports it, before uvicorn resolves the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+log = logging.getLogger(__name__)
+
+HEADER_TIMEOUT_ENV = "EXPORTGUARD_HEADER_TIMEOUT_S"
+MAX_PER_IP_ENV = "EXPORTGUARD_MAX_CONNECTIONS_PER_IP"
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_MAX_PER_IP = 256
+TICK_S = 0.5
+
+_BUSY = {"body": json.dumps({"error": "too many connections from this address", "code": "too_many_connections"})}  # fmt: skip
+
+
+def connection_limits(environ: Mapping[str, str] | None = None) -> tuple[float, int]:
+    """(header timeout in seconds, connections per client IP) from the environment."""
+    env = os.environ if environ is None else environ
+    raw_t = env.get(HEADER_TIMEOUT_ENV, "").strip()
+    raw_n = env.get(MAX_PER_IP_ENV, "").strip()
+    try:
+        timeout = float(raw_t) if raw_t else DEFAULT_HEADER_TIMEOUT_S
+    except ValueError:
+        raise ValueError(f"{HEADER_TIMEOUT_ENV}={raw_t!r} is not a number of seconds") from None
+    if not 0.5 <= timeout <= 600:
+        raise ValueError(f"{HEADER_TIMEOUT_ENV}={timeout} must be between 0.5 and 600 seconds")
+    if raw_n and not raw_n.isdigit():
+        raise ValueError(f"{MAX_PER_IP_ENV}={raw_n!r} is not a whole number")
+    limit = int(raw_n) if raw_n else DEFAULT_MAX_PER_IP
+    if not 1 <= limit <= 100_000:
+        raise ValueError(f"{MAX_PER_IP_ENV}={limit} must be between 1 and 100000")
+    return timeout, limit
+
+
+class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol plus a header/idle deadline and a per-IP connection limit."""
+
+    header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
+    max_per_ip = DEFAULT_MAX_PER_IP
+    open_per_ip: Counter[str] = Counter()  # this worker's open connections per client IP
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._eg_ip = self.client[0] if self.client else "-"
+        self._eg_timer: asyncio.TimerHandle | None = None
+        if self.open_per_ip[self._eg_ip] >= self.max_per_ip:
+            log.info("refused a connection from %s: %d open", self._eg_ip, self.max_per_ip)
+            body = _BUSY["body"].encode()
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                b"connection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            transport.close()
+            self._eg_ip = None
+            return
+        self.open_per_ip[self._eg_ip] += 1
+        self._eg_seen: Any = None
+        self._eg_since = self.loop.time()
+        self._eg_timer = self.loop.call_later(TICK_S, self._eg_tick)
+
+    def _eg_tick(self) -> None:
+        """Close the connection when no request headers arrived within the deadline."""
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            self._eg_since = now  # a request is in flight: the service's timeouts apply
+        elif cycle is not self._eg_seen:
+            self._eg_seen, self._eg_since = cycle, now  # a request finished since last tick
+        elif now - self._eg_since >= self.header_timeout_s:
+            log.info(
+                "closed a connection from %s: no complete request headers in %.1f s",
+                self._eg_ip,
+                self.header_timeout_s,
+            )
+            self.transport.close()
+            return
+        self._eg_timer = self.loop.call_later(TICK_S, self._eg_tick)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._eg_timer is not None:
+            self._eg_timer.cancel()
+        if self._eg_ip is not None:
+            self.open_per_ip[self._eg_ip] -= 1
+            if self.open_per_ip[self._eg_ip] <= 0:
+                del self.open_per_ip[self._eg_ip]
+            self._eg_ip = None
+        super().connection_lost(exc)
+
+
+def install(environ: Mapping[str, str] | None = None) -> None:
+    """Make GuardedHTTPProtocol uvicorn's "auto" protocol, with limits from the environment."""
+    import uvicorn.config
+
+    timeout, limit = connection_limits(environ)
+    GuardedHTTPProtocol.header_timeout_s = timeout
+    GuardedHTTPProtocol.max_per_ip = limit
+    uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:GuardedHTTPProtocol"
