@@ -7,12 +7,13 @@ Run by hand, never in CI:
     .venv/bin/python bench/serve.py --audit-sync fsync write   # both audit durability modes
 
 Starts `exportguard serve` on 127.0.0.1 (a free port, a temporary audit log, the service's
-defaults; `--audit-sync` runs it once per audit durability mode), then runs a bounded closed-loop load: concurrency 1, 16 and 64, a fixed number
+defaults; `--audit-sync` runs it once per audit durability mode), then runs a bounded closed-loop load: concurrency 1, 16, 32 and 64, a fixed number
 of requests each, with 1-account and with 50-account `POST /score` requests. The client
 is lean (asyncio streams, keep-alive connections added one every 20 ms under load, requests
 prebuilt as bytes) because it shares the machine's cores with the server. Reported per
 run: p50/p99 latency, accounts scored per second, errors (non-200 or transport failures),
-server CPU per request and how the connections landed on the workers. In the same run
+server CPU per request, each worker's share of the CPU and how the connections landed on
+the workers (`--balance off on`: with and without connection balancing, same run). In the same run
 the floor: the in-process Scorer (`score_values` + exact SHAP + top-5 reasons, one
 thread) on the same accounts, one at a time and in 50-row batches, before and after;
 and, as a diagnostic only, one at a time with a 1 ms pause before each call (a server
@@ -49,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-token-0123456789abcdef"
 INTERLEAVE_BLOCK = 20  # calls per block in the interleaved 1-account comparison
 PAUSE_S = 0.001  # the floor's diagnostic run: pause before each 1-account call
+LEVELS = (1, 16, 32, 64)  # concurrency levels of every load run
 
 
 def free_port() -> int:
@@ -167,11 +169,32 @@ def connection_split(pid: int, port: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Read one HTTP/1.1 response (Content-Length or chunked body); return its status."""
+def worker_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by each process below the server's root process."""
+    import psutil
+
+    out = {}
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def cpu_shares(before: dict[int, float], after: dict[int, float], workers: int) -> list[float]:
+    """Each busiest process's share of the CPU the server's children used (the workers)."""
+    used = sorted((after[k] - before.get(k, 0.0) for k in after), reverse=True)
+    total = sum(used)
+    return [u / total for u in used[:workers]] if total > 0 else []
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one HTTP/1.1 response (Content-Length or chunked body): status, connection close."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
-    length, chunked = None, False
+    length, chunked, close = None, False, False
     for line in head.split(b"\r\n")[1:]:
         key, _, value = line.partition(b":")
         key = key.strip().lower()
@@ -179,6 +202,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             length = int(value.strip())
         elif key == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
+        elif key == b"connection" and b"close" in value.lower():
+            close = True
     if length is not None:
         await reader.readexactly(length)
     elif chunked:
@@ -187,11 +212,18 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
         await reader.readline()
     else:
         raise ConnectionError("response has neither Content-Length nor chunked encoding")
-    return status
+    return status, close
 
 
 async def load(
-    url: str, bodies: list[bytes], per_request: int, concurrency: int, n: int, pid: int
+    url: str,
+    bodies: list[bytes],
+    per_request: int,
+    concurrency: int,
+    n: int,
+    pid: int,
+    workers: int = 1,
+    ramp_s: float = 0.02,
 ) -> dict[str, Any]:
     """Closed loop: `concurrency` keep-alive connections send `n` timed requests in total.
 
@@ -210,17 +242,31 @@ async def load(
     counter = iter(range(n))
 
     all_connected, go = asyncio.Event(), asyncio.Event()
-    connected = idle = 0
+    connected = idle = reconnects = 0
     mark: dict[str, Any] = {}
 
     async def send(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, i: int
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, float | None]:
-        """One request; its latency, or None (counted as an error) when it failed."""
+        """One request; its latency, or None (counted as an error) when it failed.
+
+        A `Connection: close` answer (the server moving the connection to another worker)
+        is not an error: the client reconnects, as any HTTP/1.1 client does.
+        """
+        nonlocal reconnects
         t = time.perf_counter()
         try:
             writer.write(requests[i % len(requests)])
-            status = await _read_response(reader)
+            status, close = await _read_response(reader)
+            if close:
+                took = time.perf_counter() - t
+                writer.close()
+                reconnects += 1
+                reader, writer = await asyncio.open_connection(host, int(port))
+                if status != 200:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+                    return reader, writer, None
+                return reader, writer, took
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             writer.close()
@@ -237,7 +283,7 @@ async def load(
         # worker process busy scoring is slower to accept, so connections spread over the
         # workers as they do in service. (Opened all at once before any load, they can all
         # land on one worker, whose accept loop takes every pending connection.)
-        await asyncio.sleep(0.02 * k)
+        await asyncio.sleep(ramp_s * k)
         reader, writer = await asyncio.open_connection(host, int(port))
         connected += 1
         if connected == concurrency:
@@ -251,6 +297,7 @@ async def load(
             if idle == concurrency:
                 mark["split"] = connection_split(pid, int(port))
                 mark["t0"], mark["c0"] = time.perf_counter(), server_cpu(pid)
+                mark["w0"], mark["r0"] = worker_cpu(pid), reconnects
                 go.set()
             await go.wait()
             for i in counter:
@@ -264,6 +311,7 @@ async def load(
     split, t0, c0 = mark["split"], mark["t0"], mark["c0"]
     wall = time.perf_counter() - t0
     cpu = server_cpu(pid) - c0
+    shares = cpu_shares(mark["w0"], worker_cpu(pid), workers)
     return {
         "concurrency": concurrency,
         "accounts_per_request": per_request,
@@ -276,6 +324,8 @@ async def load(
         "accounts_per_s": per_request * len(lat) / wall,
         "server_cpu_ms_per_request": 1e3 * cpu / n,
         "connections_per_worker": split,
+        "worker_cpu_shares": shares,
+        "reconnects": reconnects - mark["r0"],
     }
 
 
@@ -376,6 +426,9 @@ def median_run(reps: list[dict[str, Any]]) -> dict[str, Any]:
     out["errors"] = sum(r["errors"] for r in reps)
     out["requests"] = sum(r["requests"] for r in reps)
     out["connections_per_worker"] = [r["connections_per_worker"] for r in reps]
+    out["max_worker_cpu_share"] = float(
+        np.median([max(r["worker_cpu_shares"], default=float("nan")) for r in reps])
+    )
     out["repeats"] = reps
     return out
 
@@ -428,11 +481,13 @@ def launch(
 
 
 def start_server(
-    bundle: Path, work: Path, audit_dir: Path, workers: int, null: bool = False, sync: str = "fsync"
-) -> tuple[subprocess.Popen[bytes], str]:
+    bundle: Path, work: Path, audit_dir: Path, workers: int, null: bool = False,
+    sync: str = "fsync", balance: str = "on",
+) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     """`exportguard serve` on a free port; with `null`, bench/null_service.py configured alike."""
     port = free_port()
     env = bench_env()
+    env["EXPORTGUARD_BALANCE_CONNECTIONS"] = "1" if balance == "on" else "0"
     if null:
         env = null_service_env(env, workers)
         cmd = [
@@ -475,6 +530,16 @@ def main() -> int:
         help="audit durability mode(s) to run the service with, each in turn (default: fsync, the service's default)",
     )  # fmt: skip
     parser.add_argument(
+        "--balance", nargs="+", choices=("on", "off"), default=["on"],
+        help="connection balancing over the workers (serving/balance.py), each in turn; "
+        "`--balance off on` measures its effect in one run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ramp-ms", type=float, default=20.0,
+        help="open the load's connections this many ms apart (0: all at once, the case that "
+        "lands them on one worker)",
+    )  # fmt: skip
+    parser.add_argument(
         "--repeats", type=int, default=1, help="runs per load level (figures: their median)"
     )
     parser.add_argument(
@@ -498,25 +563,40 @@ def main() -> int:
         pairs: dict[str, dict[str, Any]] = {}
         by_mode: dict[str, list[dict[str, Any]]] = {}
         audit_lines: dict[str, int] = {}
-        for sync in args.audit_sync:
+        modes = [(sync, bal) for sync in args.audit_sync for bal in args.balance]
+        for sync, bal in modes:
+            mode = sync if len(args.balance) == 1 else f"{sync}, balance {bal}"
             audit_dir = Path(tempfile.mkdtemp(prefix="eg-audit-", dir=args.audit_dir))
-            proc, url = start_server(bundle, work, audit_dir, args.workers, sync=sync)
-            runs = by_mode[sync] = []
+            proc, url = start_server(bundle, work, audit_dir, args.workers, sync=sync, balance=bal)
+            runs = by_mode[mode] = []
             try:
                 for per, bodies, n in (
                     (1, singles, args.requests),
                     (50, fifties, args.batch_requests),
                 ):
-                    for conc in (1, 16, 64):
+                    for conc in LEVELS:
                         reps = []
                         for _ in range(args.repeats):
-                            reps.append(asyncio.run(load(url, bodies, per, conc, n, proc.pid)))
+                            reps.append(
+                                asyncio.run(
+                                    load(
+                                        url,
+                                        bodies,
+                                        per,
+                                        conc,
+                                        n,
+                                        proc.pid,
+                                        args.workers,
+                                        args.ramp_ms / 1e3,
+                                    )  # fmt: skip
+                                )
+                            )
                         runs.append(median_run(reps))
-                pairs[sync] = interleaved.run(url, args.interleave_blocks, INTERLEAVE_BLOCK)
+                pairs[mode] = interleaved.run(url, args.interleave_blocks, INTERLEAVE_BLOCK)
             finally:
                 proc.terminate()
                 proc.wait(30)
-            audit_lines[sync] = sum(1 for _ in open(audit_dir / "audit.jsonl", "rb"))
+            audit_lines[mode] = sum(1 for _ in open(audit_dir / "audit.jsonl", "rb"))
             shutil.rmtree(audit_dir)
         proc, url = start_server(bundle, work, audit_dir, args.workers, null=True)
         nulls = []
@@ -563,6 +643,9 @@ def main() -> int:
             "c64_batch50_throughput_ratio": run(50, 64)["accounts_per_s"]
             / ref["batch50_accounts_per_s"],
             "c16_single_p99_ms": run(1, 16)["p99_ms"],
+            "c32_single_p99_ms": run(1, 32)["p99_ms"],
+            "c32_single_p99_vs_c1_p50": run(1, 32)["p99_ms"] / run(1, 1)["p50_ms"],
+            "c32_single_max_worker_cpu_share": run(1, 32)["max_worker_cpu_share"],
             "c16_batch50_p99_ms": run(50, 16)["p99_ms"],
             "server_cpu_single_ratio": run(1, 1)["server_cpu_ms_per_request"]
             / ref["single_cpu_ms"],
@@ -624,14 +707,20 @@ def main() -> int:
         print(f"service, audit sync {mode}:")
         print(
             f"{'acc/req':>7} {'conc':>5} {'reqs':>5} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'acc/s':>8} {'srv cpu ms/req':>15}  connections per worker"
+            f"{'acc/s':>8} {'srv cpu ms/req':>15} {'max cpu share':>13} {'reconn':>6}  connections per worker"
         )
         for r in runs:
             print(
                 f"{r['accounts_per_request']:>7} {r['concurrency']:>5} {r['requests']:>5} {r['errors']:>6} "
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['accounts_per_s']:>8.0f} "
-                f"{r['server_cpu_ms_per_request']:>15.2f}  {r['connections_per_worker']}"
+                f"{r['server_cpu_ms_per_request']:>15.2f} {r['max_worker_cpu_share']:>13.0%} "
+                f"{r['reconnects']:>6}  {r['connections_per_worker']}"
             )
+        print(
+            f"  c32 1 account: busiest worker {c['c32_single_max_worker_cpu_share']:.0%} of the CPU "
+            f"(target <= 60%), p99 {c['c32_single_p99_ms']:.1f} ms = "
+            f"{c['c32_single_p99_vs_c1_p50']:.1f}x the c1 p50 (target <= 20x)"
+        )
         print(
             f"  1-account c1 p50 / (HTTP floor p50 + in-process p50): "
             f"{c['single_p50_vs_http_floor_plus_inprocess']:.2f}x "

@@ -160,6 +160,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from exportguard.features.registry import FEATURE_NAMES
     from exportguard.serving.audit import AuditLog
     from exportguard.serving.auth import TokenStore
+    from exportguard.serving.balance import TABLE_ENV, balancing_enabled, create_table
     from exportguard.serving.protocol import connection_limits
     from exportguard.serving.settings import ServeSettings
 
@@ -167,6 +168,8 @@ def run_serve(args: argparse.Namespace) -> int:
     tokens = TokenStore.from_env(env)
     settings = ServeSettings.from_env(env)
     connection_limits(env)  # a bad EXPORTGUARD_HEADER_TIMEOUT_S fails here, not in a worker
+    if balancing_enabled(env) and args.workers > 1:
+        env[TABLE_ENV] = str(create_table(args.port, args.workers))
     bundle = load_bundle(settings.model_path, expected_features=FEATURE_NAMES)
     AuditLog(settings.audit_log, sync=settings.audit_sync)
     log.info(

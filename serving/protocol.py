@@ -1,4 +1,4 @@
-"""Connection guards below HTTP parsing: header/idle deadline and connections per client IP.
+"""Connection guards below HTTP parsing: header/idle deadline, connections per IP, spreading.
 
 uvicorn (BentoML's HTTP server) has a keep-alive timeout only after a response: a
 connection that sends nothing, or one header byte every few seconds, is held open for
@@ -7,7 +7,8 @@ subclass closes a connection that has not completed a request's headers within
 EXPORTGUARD_HEADER_TIMEOUT_S (10 s) of opening or of its previous response, and refuses
 (503, closed) a client IP's connections beyond EXPORTGUARD_MAX_CONNECTIONS_PER_IP (256)
 open on one worker. A request whose headers are complete is governed by the service's
-own timeouts instead. `install()` makes it uvicorn's "auto" HTTP protocol; the service
+own timeouts instead. It also spreads keep-alive connections over the workers
+(serving/balance.py). `install()` makes it uvicorn's "auto" HTTP protocol; the service
 module calls it when the worker imports it, before uvicorn resolves the protocol.
 """
 
@@ -22,6 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from exportguard.serving.balance import ConnectionTable, balancing_enabled, open_table
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,41 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     header_timeout_s = DEFAULT_HEADER_TIMEOUT_S
     max_per_ip = DEFAULT_MAX_PER_IP
     open_per_ip: Counter[str] = Counter()  # this worker's open connections per client IP
+    balance = True
+    table: ConnectionTable | None = None  # shared connection counts (serving/balance.py)
+    _table_opened = False
+
+    @property
+    def cycle(self) -> Any:
+        return self.__dict__.get("_eg_cycle")
+
+    @cycle.setter
+    def cycle(self, value: Any) -> None:
+        """A new request: answer it with `Connection: close` if this worker holds too many."""
+        self.__dict__["_eg_cycle"] = value
+        table = type(self).table
+        if (
+            value is not None
+            and table is not None
+            and self.__dict__.get("_eg_counted")
+            and table.over_share()
+        ):
+            value.keep_alive = False
+            self.__dict__["_eg_counted"] = False  # counted as gone now, so one moves at a time
+            table.add(-1)
+
+    @classmethod
+    def _shared_table(cls) -> ConnectionTable | None:
+        if not cls._table_opened:  # in the worker, once its index is known
+            cls._table_opened = True
+            cls.table = open_table() if cls.balance else None
+        return cls.table
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._eg_ip = self.client[0] if self.client else "-"
         self._eg_timer: asyncio.TimerHandle | None = None
+        self._eg_counted = False
         if self.open_per_ip[self._eg_ip] >= self.max_per_ip:
             log.info("refused a connection from %s: %d open", self._eg_ip, self.max_per_ip)
             body = _BUSY["body"].encode()
@@ -78,6 +111,10 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
             self._eg_ip = None
             return
         self.open_per_ip[self._eg_ip] += 1
+        table = self._shared_table()
+        if table is not None:
+            table.add(1)
+            self._eg_counted = True
         self._eg_seen: Any = None
         self._eg_since = self.loop.time()
         self._eg_timer = self.loop.call_later(TICK_S, self._eg_tick)
@@ -105,6 +142,9 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
     def connection_lost(self, exc: Exception | None) -> None:
         if self._eg_timer is not None:
             self._eg_timer.cancel()
+        if self._eg_counted and self.table is not None:
+            self.table.add(-1)
+            self._eg_counted = False
         if self._eg_ip is not None:
             self.open_per_ip[self._eg_ip] -= 1
             if self.open_per_ip[self._eg_ip] <= 0:
@@ -120,4 +160,5 @@ def install(environ: Mapping[str, str] | None = None) -> None:
     timeout, limit = connection_limits(environ)
     GuardedHTTPProtocol.header_timeout_s = timeout
     GuardedHTTPProtocol.max_per_ip = limit
+    GuardedHTTPProtocol.balance = balancing_enabled(environ)
     uvicorn.config.HTTP_PROTOCOLS["auto"] = f"{__name__}:GuardedHTTPProtocol"
