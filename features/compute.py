@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from exportguard.features.context import Context, index_codes, timestamp_ns, to_ns
+from exportguard.features.flags import flag_features
 from exportguard.features.geo import geo_features
 from exportguard.features.graph import graph_features
 from exportguard.features.language import language_features
@@ -24,6 +25,7 @@ from exportguard.features.lifecycle import lifecycle_features
 from exportguard.features.org import org_features
 from exportguard.features.payments import payment_features
 from exportguard.features.policy import Policy
+from exportguard.features.profile import profile_features
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.features.reseller import reseller_features
 from exportguard.features.tables import RawTables
@@ -40,6 +42,8 @@ FAMILY_FUNCTIONS: tuple[Callable[[Context], dict[str, np.ndarray]], ...] = (
     org_features,
     graph_features,
     lifecycle_features,
+    profile_features,
+    flag_features,
 )
 
 

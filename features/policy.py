@@ -116,6 +116,17 @@ DEFAULT_FREEMAIL = (
 )
 
 
+#: Autonomous systems of network operators headquartered in restricted countries (public
+#: registry data): China Telecom (4134, 4809), China Unicom (4837, 9929), China Mobile
+#: (9808, 56040, 58453), CERNET (4538), Rostelecom (12389), MTS (8359), VimpelCom (3216),
+#: MegaFon (31133), TCI (58224), MCCI (197207), Irancell (44244), Star JV (131279),
+#: Syrian Telecom (29256), ETECSA (27725), Beltelecom (6697).
+DEFAULT_RESTRICTED_OPERATOR_ASNS = (
+    4134, 4809, 4837, 9929, 9808, 56040, 58453, 4538, 12389, 8359, 3216, 31133,
+    58224, 197207, 44244, 131279, 29256, 27725, 6697,
+)  # fmt: skip
+
+
 def _upper_codes(values: tuple[str, ...]) -> tuple[str, ...]:
     bad = [
         v
@@ -143,6 +154,7 @@ class Policy(BaseModel):
     #: A network prefix seen on more accounts than this links nobody (shared cloud/NAT/VPN
     #: prefixes would otherwise chain strangers into one giant component).
     max_prefix_accounts: int = Field(default=10, ge=1)
+    restricted_operator_asns: tuple[int, ...] = DEFAULT_RESTRICTED_OPERATOR_ASNS
 
     @field_validator("restricted_countries", "intermediary_countries")
     @classmethod

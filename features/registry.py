@@ -19,6 +19,9 @@ FAMILIES = (
     "org",
     "graph",
     "lifecycle",
+    "network_mix",
+    "language_mix",
+    "rhythm",
 )
 
 
@@ -418,6 +421,161 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "is_organization", "lifecycle", "the account is an organisation account: {value}", 0, "bool"
     ),
+)
+
+_NETWORK_WORDS = {
+    "residential": "residential broadband",
+    "mobile": "mobile",
+    "business": "business",
+    "hosting": "hosting (data-centre)",
+    "vpn_proxy": "VPN/proxy",
+    "tor": "Tor",
+    "unknown": "unclassified",
+}
+_LANGUAGE_WORDS = {
+    "en": "English", "zh": "Chinese", "ru": "Russian", "fa": "Persian", "es": "Spanish",
+    "pt": "Portuguese", "fr": "French", "de": "German", "ja": "Japanese", "ko": "Korean",
+    "ar": "Arabic", "vi": "Vietnamese",
+}  # fmt: skip
+
+
+def _distribution_features() -> tuple[Feature, ...]:
+    """The profile features of features/profile.py and the added red flags of features/flags.py."""
+    from exportguard.features.profile import LOGIN_NETWORK_TYPES, NETWORK_TYPES, PROFILE_LANGUAGES
+
+    out = [
+        Feature(
+            f"api_network_{t}_share_90d",
+            "network_mix",
+            f"{{value}} of API requests in the last 90 days came through {_NETWORK_WORDS[t]} networks",
+            0,
+            "share",
+        )
+        for t in NETWORK_TYPES
+    ]
+    out += [
+        Feature(
+            f"login_network_{t}_share_90d",
+            "network_mix",
+            f"{{value}} of console logins in the last 90 days came through {_NETWORK_WORDS[t]} networks",
+            0,
+            "share",
+        )
+        for t in LOGIN_NETWORK_TYPES
+    ]
+    out += [
+        Feature(
+            f"prompt_language_{code}_share_90d",
+            "language_mix",
+            f"{{value}} of prompt traffic in the last 90 days was in {_LANGUAGE_WORDS[code]}",
+            0,
+            "share",
+        )
+        for code in PROFILE_LANGUAGES
+    ]
+    out += [
+        Feature(
+            "local_night_traffic_share_90d",
+            "rhythm",
+            "{value} of API requests in the last 90 days came at night (00-06) in the declared country's time",
+            0,
+            "share",
+        ),
+        Feature(
+            "local_work_traffic_share_90d",
+            "rhythm",
+            "{value} of API requests in the last 90 days came in working hours (09-18) of the declared country",
+            0,
+            "share",
+        ),
+        Feature(
+            "local_evening_traffic_share_90d",
+            "rhythm",
+            "{value} of API requests in the last 90 days came in the evening (18-24) of the declared country",
+            0,
+            "share",
+        ),
+        Feature(
+            "rhythm_strength_90d",
+            "rhythm",
+            "the daily rhythm of API traffic has strength {value} (0 = flat round the clock, 1 = one tight burst)",
+            0,
+            "share",
+        ),
+        Feature(
+            "login_local_night_share_90d",
+            "rhythm",
+            "{value} of console logins in the last 90 days came at night (00-06) in the declared country's time",
+            0,
+            "share",
+        ),
+        Feature(
+            "restricted_operator_traffic_share_90d",
+            "traffic_geo",
+            "{value} of API requests in the last 90 days came through networks of operators "
+            "headquartered in restricted countries",
+            +1,
+            "share",
+        ),
+        Feature(
+            "intermediary_residential_share_90d",
+            "traffic_geo",
+            "{value} of located API requests in the last 90 days exited through residential or "
+            "mobile networks in intermediary jurisdictions",
+            0,
+            "share",
+        ),
+        Feature(
+            "login_anonymised_share_90d",
+            "traffic_geo",
+            "{value} of console logins in the last 90 days came through VPN/proxy, Tor or hosting networks",
+            0,
+            "share",
+        ),
+        Feature(
+            "round_amount_payment_share",
+            "payments",
+            "{value} of payments were round amounts (whole multiples of 50 USD)",
+            0,
+            "share",
+        ),
+        Feature(
+            "prepaid_payment_count_share",
+            "payments",
+            "{value} of payments were made with prepaid cards",
+            0,
+            "share",
+        ),
+        Feature(
+            "api_key_growth_30d",
+            "reseller",
+            "API keys in use grew by a log ratio of {value} over the previous 30 days",
+            0,
+            "num",
+        ),
+        Feature(
+            "end_user_growth_30d",
+            "reseller",
+            "end users served grew by a log ratio of {value} over the previous 30 days",
+            0,
+            "num",
+        ),
+    ]
+    return tuple(out)
+
+
+FEATURES = FEATURES + _distribution_features()
+#: The families added for detection quality (issue 12), ablated in docs/training.md.
+ADDED_FAMILIES = ("network_mix", "language_mix", "rhythm")
+#: The added red flags inside the original families.
+ADDED_FLAGS = (
+    "restricted_operator_traffic_share_90d",
+    "intermediary_residential_share_90d",
+    "login_anonymised_share_90d",
+    "round_amount_payment_share",
+    "prepaid_payment_count_share",
+    "api_key_growth_30d",
+    "end_user_growth_30d",
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)

@@ -9,7 +9,7 @@ import pytest
 from tiny_world import T, tiny_world
 
 from exportguard.features.compute import account_features, features_at
-from exportguard.features.registry import FEATURE_NAMES
+from exportguard.features.registry import ADDED_FAMILIES, ADDED_FLAGS, FEATURE_NAMES, FEATURES
 from exportguard.features.tables import TIME_COLUMNS, RawTables
 
 
@@ -48,8 +48,9 @@ def _later_rows(world: RawTables) -> RawTables:
                 (acc, "KX", when, "PX", "CN", 4134, "tor", 500, 10**8, 10**8, 99, "zh", 1.0)
             )
             login_rows.append((acc, when, "CN", "tor", "DX", 480, "zh-CN"))
+            method = "crypto" if when == T else "prepaid_card"
             pay_rows.append(
-                (f"late{k}{when:%d}", acc, when, 999.0, "crypto", "IX", "IR", "disputed")
+                (f"late{k}{when:%d}", acc, when, 1000.0, method, "IX", "IR", "disputed")
             )
     usage = pd.concat(
         [t.api_usage, pd.DataFrame(usage_rows, columns=t.api_usage.columns)], ignore_index=True
@@ -117,6 +118,9 @@ def test_rows_at_or_after_as_of_change_nothing():
         moved[n].to_numpy(), before.set_index("account_id")[n].to_numpy(), equal_nan=True
     )]  # fmt: skip
     assert len(changed) >= 40, f"only {len(changed)} features react to the later rows"
+    added = [f.name for f in FEATURES if f.family in ADDED_FAMILIES] + list(ADDED_FLAGS)
+    still = sorted(set(added) - set(changed))
+    assert still == [], f"added features the later rows do not move: {still}"
 
 
 def test_features_at_equals_account_features_at_one_time():
