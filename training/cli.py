@@ -89,6 +89,14 @@ def _train(args: argparse.Namespace) -> int:
             if section in result.metrics
         },
         "train_params": params.train.model_dump(mode="json"),
+        "trained_through": result.trained_through.isoformat(),
+        "recipe": {
+            "digest": result.recipe.digest,
+            "examples": result.metrics["refit"]["examples"],
+            "fold_best_iterations": result.metrics["refit"]["fold_best_iterations"],
+            "backtest_ap_mean": result.metrics["folds"]["model_ap_mean"],
+            "backtest_recall_at_k_mean": result.metrics["folds"]["model_recall_at_k_mean"],
+        },
     }
     logged = None
     if not args.no_track:
@@ -156,16 +164,22 @@ def _promote(args: argparse.Namespace) -> int:
     from exportguard.training.promote import promote
 
     params = _params(args)
-    result, bundle = promote(params, args.version, args.out, Path.cwd())
+    fs = _feature_set(args, params)
+    result, bundle = promote(params, args.version, args.out, Path.cwd(), fs)
     name, alias = params.registry.model_name, params.registry.champion_alias
+    c = result.candidate
     if result.champion is None:
-        print(f"{name} version {bundle.version} is the first {alias}.")
+        print(
+            f"{name} version {bundle.version} is the first {alias} (its recipe's backtest: "
+            f"AP {c['ap']:.4f}, recall@{c['k']} {c['recall_at_k']:.4f})."
+        )
     else:
         print(
-            f"{name} version {bundle.version} passed the gate and is now {alias}: "
-            f"AP {result.candidate['ap']:.4f} vs {result.champion['ap']:.4f}, "
-            f"recall@{result.candidate['k']} {result.candidate['recall_at_k']:.4f} "
-            f"vs {result.champion['recall_at_k']:.4f}."
+            f"{name} version {bundle.version} passed the gate and is now {alias}; recipes "
+            f"backtested on today's folds: AP {c['ap']:.4f} vs {result.champion['ap']:.4f}, "
+            f"recall@{c['k']} {c['recall_at_k']:.4f} vs {result.champion['recall_at_k']:.4f}; "
+            f"the two models' top-{c['k']} lists overlap "
+            f"{result.details['top_k_overlap']:.0%} on today's population."
         )
     print(f"SHAP additivity: max error {result.additivity_error:.1e}")
     print(f"Exported to {bundle.path} (bundle sha256 {bundle.sha256[:16]}…)")
@@ -236,12 +250,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "promote",
         help="gate a registered version against the champion and export it",
-        description="Score the candidate and the current champion on the candidate's later-in-"
-        "time holdout; move the champion alias only if the candidate is not worse on AP and "
-        "recall@k and its SHAP values add up; then export the champion bundle. Exits 1 with the "
-        "reason when refused.",
+        description="Backtest the candidate's recipe and the champion's (parameters and "
+        "feature list from their bundles) on the same rolling time folds of today's training "
+        "set; move the champion alias only if the candidate's is not worse on mean AP and "
+        "recall@k and its SHAP values add up; report the two models' top-k overlap; then "
+        "export the champion bundle. Exits 1 with the reason when refused.",
     )
     p.add_argument("--version", metavar="V", help="registered version (default: the latest)")
+    p.add_argument(
+        "--features",
+        type=Path,
+        metavar="DIR",
+        help="today's training set from `exportguard examples` (the folds the recipes run on)",
+    )
+    p.add_argument("--data", type=Path, metavar="DIR", help="or the raw tables to build it from")
+    p.add_argument("--as-of", metavar="T", help="with --data: the data's now")
     p.add_argument("--params", type=Path, metavar="params.yaml", help=PARAMS_HELP)
     p.add_argument(
         "--out", type=Path, default=Path("models/champion"), metavar="DIR", help="export directory"

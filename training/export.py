@@ -27,7 +27,17 @@ def feature_records() -> list[dict[str, Any]]:
 def write_result_bundle(
     out_dir: Path, result: TrainingResult, metadata: dict[str, Any], policy: Policy
 ) -> Path:
-    """Write the run's model, calibration, features, reference, policy and metadata."""
+    """Write the run's model, calibration, features, reference, policy and metadata.
+
+    The metadata always records the recipe (`train_params`, with the feature list in
+    features.json) and `trained_through`, the latest label time the model learned from.
+    """
+    metadata = dict(metadata)
+    if result.recipe is not None:
+        metadata["train_params"] = result.recipe.train.model_dump(mode="json")
+        metadata["recipe_digest"] = result.recipe.digest
+    if result.trained_through is not None:
+        metadata["trained_through"] = result.trained_through.isoformat()
     return write_bundle(
         out_dir,
         model_text=result.booster.model_to_string(),

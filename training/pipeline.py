@@ -1,10 +1,11 @@
 """The training run as one pure function: examples in, model + evaluation out.
 
-`run_training` fits the model and both baselines on every time fold, keeps the latest
-fold's model as the candidate, calibrates it on that fold's validation slice, derives the
-bands from the weekly review capacity over the population at the as-of time, and
-evaluates on the later test labels and (given a ground truth) on every account never
-reviewed before the as-of time. It does no I/O and no tracking.
+`run_training` backtests the recipe (the model and both baselines on every time fold,
+scored on each fold's later test window), refits it on every matured label (the model
+that ships; `training.recipe`), calibrates on the folds' out-of-fold test predictions,
+derives the bands from the weekly review capacity over the population at the as-of time,
+and (given a ground truth) evaluates the refit and the latest fold's model on every
+account never reviewed before the as-of time. It does no I/O and no tracking.
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ from exportguard.training.calibrate import bands_from_capacity, calibrate
 from exportguard.training.config import Params
 from exportguard.training.dataset import PRESUMED
 from exportguard.training.metrics import score_metrics
-from exportguard.training.model import class_weights, train_booster
+from exportguard.training.model import class_weights
+from exportguard.training.recipe import (
+    Backtest,
+    Recipe,
+    backtest,
+    matured_rows,
+    refit,
+    refit_trees,
+    trained_through,
+)
 from exportguard.training.reference import reference_distributions
-from exportguard.training.split import Fold, time_folds
+from exportguard.training.split import Fold
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,9 @@ class TrainingResult:
     population: pd.DataFrame  # account_id, reviewed_before, raw, prob, band (+ truth)
     reference: dict[str, Any]
     importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fold_booster: lgb.Booster | None = None  # the latest backtest fold's model (not deployed)
+    recipe: Recipe | None = None
+    trained_through: pd.Timestamp | None = None  # latest label time the deployed model saw
 
 
 def scorer_outputs(
@@ -61,24 +74,6 @@ def scorer_outputs(
         "logistic": logistic.decision(frame),
         "red_flags": red_flag_count(frame),
     }
-
-
-def _fit_fold(
-    examples: pd.DataFrame, x: np.ndarray, fold: Fold, params: Params
-) -> tuple[lgb.Booster, LogisticBaseline]:
-    y = examples["label"].to_numpy()
-    w = examples["weight"].to_numpy()
-    booster = train_booster(
-        x[fold.train], y[fold.train], w[fold.train], x[fold.valid], y[fold.valid], params.train
-    )
-    train_frame = examples.iloc[fold.train]
-    logistic = fit_logistic(
-        train_frame,
-        y[fold.train],
-        class_weights(y[fold.train], w[fold.train], params.train.class_weight),
-        c=params.evaluate.logreg_c,
-    )
-    return booster, logistic
 
 
 def compare_scorers(
@@ -125,6 +120,38 @@ def use_presumed_negatives(examples: pd.DataFrame, params: Params) -> pd.DataFra
     return out
 
 
+def _fold_baselines(
+    examples: pd.DataFrame, bt: Backtest, params: Params
+) -> tuple[list[dict[str, Any]], LogisticBaseline]:
+    """Per-fold comparison of the recipe's fold models with both baselines on the test window."""
+    y = examples["label"].to_numpy()
+    w = examples["weight"].to_numpy()
+    k = params.bands.review_capacity_per_week
+    per_fold, latest = [], None
+    for fold, booster_i in zip(bt.folds, bt.models, strict=True):
+        logistic_i = _fit_logistic(examples, y, w, fold.train, params)
+        scores = scorer_outputs(booster_i, logistic_i, examples.iloc[fold.test])
+        row = compare_scorers(y[fold.test], scores, {}, k, params, None)
+        row["fold"] = fold.index
+        row["trees"] = booster_i.current_iteration()
+        per_fold.append(row)
+        if fold.index == 0:
+            latest = logistic_i
+    assert latest is not None
+    return per_fold, latest
+
+
+def _fit_logistic(
+    examples: pd.DataFrame, y: np.ndarray, w: np.ndarray, rows: np.ndarray, params: Params
+) -> LogisticBaseline:
+    return fit_logistic(
+        examples.iloc[rows],
+        y[rows],
+        class_weights(y[rows], w[rows], params.train.class_weight),
+        c=params.evaluate.logreg_c,
+    )
+
+
 def run_training(
     examples: pd.DataFrame,
     population: pd.DataFrame,
@@ -132,44 +159,45 @@ def run_training(
     params: Params,
     truth: pd.DataFrame | None = None,
 ) -> TrainingResult:
-    """Fit, calibrate, band and evaluate; `examples` and `population` carry FEATURE_NAMES."""
+    """Backtest the recipe, refit it on every matured label, calibrate out of fold, band, evaluate.
+
+    `examples` and `population` carry FEATURE_NAMES. See `training.recipe` for why the
+    deployed model is the refit and not a fold model.
+    """
     examples = use_presumed_negatives(examples, params)
-    folds = time_folds(examples, as_of, params.split)
-    x = model_matrix(examples)
+    recipe = Recipe(params.train)
+    bt = backtest(recipe, examples, as_of, params)
+    folds = bt.folds
     y = examples["label"].to_numpy()
+    w = examples["weight"].to_numpy()
     k = params.bands.review_capacity_per_week
+    per_fold, fold_logistic = _fold_baselines(examples, bt, params)
+    fold_model, latest = bt.models[0], folds[0]
 
-    per_fold: list[dict[str, Any]] = []
-    fitted: tuple[lgb.Booster, LogisticBaseline] | None = None
-    for fold in folds:
-        booster_i, logistic_i = _fit_fold(examples, x, fold, params)
-        test = examples.iloc[fold.test]
-        scores = scorer_outputs(booster_i, logistic_i, test)
-        row = compare_scorers(y[fold.test], scores, {}, k, params, None)
-        row["fold"] = fold.index
-        row["trees"] = booster_i.current_iteration()
-        per_fold.append(row)
-        if fold.index == 0:
-            fitted = (booster_i, logistic_i)
-    assert fitted is not None
-    booster, logistic = fitted
-    latest = folds[0]
+    rows = matured_rows(examples, as_of, params)
+    trees = refit_trees(bt, len(rows), params.train)
+    booster = refit(recipe, examples, rows, trees)
+    logistic = _fit_logistic(examples, y, w, rows, params)
+    through = trained_through(examples, rows)
 
-    if len(latest.valid) < params.calibration.min_examples:
+    oof_y = y[bt.oof_rows]
+    if len(oof_y) < params.calibration.min_examples:
         raise ExportguardError(
-            f"the validation window has {len(latest.valid)} labelled accounts, fewer than "
-            f"calibration.min_examples={params.calibration.min_examples}; widen split.valid_days"
+            f"the backtest's test windows hold {len(oof_y)} labelled accounts, fewer than "
+            f"calibration.min_examples={params.calibration.min_examples}; widen split.test_days"
         )
-    valid_raw = booster.predict(x[latest.valid], raw_score=True)
     pop = population.reset_index(drop=True)
     p_scores = scorer_outputs(booster, logistic, pop)
-    calibration = calibrate(
-        params.calibration.method, valid_raw, y[latest.valid], p_scores["model"]
-    )
+    calibration = calibrate(params.calibration.method, bt.oof_raw, oof_y, p_scores["model"])
+    oof_fit = score_metrics(oof_y, bt.oof_raw, k, prob=calibration(bt.oof_raw),
+                            ece_bins=params.evaluate.ece_bins)  # fmt: skip
 
     holdout = examples.iloc[latest.test].reset_index(drop=True)
-    h_scores = scorer_outputs(booster, logistic, holdout)
-    h_probs = {"model": calibration(h_scores["model"]), "logistic": logistic.predict_proba(holdout)}
+    h_scores = scorer_outputs(fold_model, fold_logistic, holdout)
+    h_probs = {
+        "model": calibration(h_scores["model"]),
+        "logistic": fold_logistic.predict_proba(holdout),
+    }
     for name in SCORERS:
         holdout[f"score_{name}"] = h_scores[name]
     holdout["prob_model"] = h_probs["model"]
@@ -184,8 +212,23 @@ def run_training(
             "test": len(latest.test),
             "train_end": latest.train_end.isoformat(),
             "test_start": latest.test_start.isoformat(),
+            "refit": len(rows),
         },
         "trees": booster.current_iteration(),
+        "refit": {
+            "trees": trees,
+            "examples": len(rows),
+            "trained_through": through.isoformat(),
+            "fold_best_iterations": bt.best_iterations,
+            "recipe": recipe.digest,
+        },
+        "calibration": {
+            "method": params.calibration.method,
+            "fitted_on": "out-of-fold backtest predictions (every fold's test window)",
+            "n": len(oof_y),
+            "positives": int(oof_y.sum()),
+            "ece_out_of_fold": oof_fit.get("ece"),
+        },
         "test": compare_scorers(y[latest.test], h_scores, h_probs, k, params, typology),
         "folds": _fold_summary(per_fold),
     }
@@ -211,6 +254,10 @@ def run_training(
     }
     if truth is not None:
         metrics["truth"] = evaluate_on_truth(pop, p_scores, p_prob, logistic, truth, k, params)
+        f_scores = scorer_outputs(fold_model, fold_logistic, pop)
+        metrics["truth_fold_model"] = evaluate_on_truth(
+            pop, f_scores, calibration(f_scores["model"]), fold_logistic, truth, k, params
+        )["model"]
         population_out = population_out.merge(
             truth.loc[:, ["account_id", "is_circumvention", "typology"]],
             on="account_id",
@@ -234,6 +281,9 @@ def run_training(
         population=population_out,
         reference=reference,
         importance=importance,
+        fold_booster=fold_model,
+        recipe=recipe,
+        trained_through=through,
     )
 
 

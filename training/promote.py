@@ -1,11 +1,15 @@
-"""The promotion gate: move the `champion` alias only to a model that is not worse.
+"""The promotion gate: move the `champion` alias only to a recipe that is not worse.
 
-Candidate and champion are scored on the same later-in-time holdout (the test labels
-logged with the candidate's run); the candidate passes if its average precision and its
-recall at the review capacity are each no more than `promote.tolerance` below the
-champion's, and if its TreeSHAP explanations add up to its raw scores (the property every
-reason shown to an analyst relies on). The first model becomes champion after the
-additivity check. Then the champion is exported to `models/champion/`.
+Both deployed models are refits on every label they had, so neither can be judged on
+labels it has seen, and the champion's model never saw today's labels at all. The gate
+therefore compares *recipes*: the candidate's and the champion's (their LightGBM
+parameters and feature lists travel in the bundles) are backtested on the same rolling
+time folds of today's training set; the candidate passes if its mean average precision
+and mean recall at the review capacity are each no more than `promote.tolerance` below
+the champion's, and if its TreeSHAP explanations add up to its raw scores (the property
+every reason shown to an analyst relies on). Reported besides, not gated: how much the
+two deployed models' top-k lists overlap on today's population. The first model becomes
+champion after the additivity check. Then the champion is exported to `models/champion/`.
 """
 
 from __future__ import annotations
@@ -25,12 +29,17 @@ import pandas as pd
 from exportguard.bundle import Bundle, load_bundle
 from exportguard.errors import ExportguardError
 from exportguard.features.matrix import model_matrix
-from exportguard.training.config import Params
-from exportguard.training.metrics import score_metrics
+from exportguard.training.config import Params, TrainParams
+from exportguard.training.inputs import FeatureSet
+from exportguard.training.pipeline import use_presumed_negatives
+from exportguard.training.recipe import Recipe, backtest
+from exportguard.training.tracking import connect
 
 log = logging.getLogger(__name__)
 
 GATED = ("ap", "recall_at_k")
+#: population rows the additivity check explains
+ADDITIVITY_ROWS = 2000
 
 
 class PromotionRefused(ExportguardError):
@@ -55,14 +64,44 @@ def raw_scores(bundle: Bundle, frame: pd.DataFrame) -> np.ndarray:
         matrix = model_matrix(frame, bundle.feature_names)
     except ValueError as exc:
         raise ExportguardError(
-            f"model {bundle.name} v{bundle.version} cannot score the holdout: {exc}"
+            f"model {bundle.name} v{bundle.version} cannot score this feature table: {exc}"
         ) from None
     return lgb.Booster(model_str=bundle.model_text).predict(matrix, raw_score=True)
 
 
-def holdout_metrics(bundle: Bundle, holdout: pd.DataFrame, k: int) -> dict[str, Any]:
-    raw = raw_scores(bundle, holdout)
-    return score_metrics(holdout["label"].to_numpy(dtype=int), raw, k, prob=bundle.calibration(raw))
+def bundle_recipe(bundle: Bundle) -> Recipe:
+    """The recipe that produced a bundle: its training parameters and feature list."""
+    try:
+        train = TrainParams.model_validate(bundle.metadata["train_params"])
+    except (KeyError, ValueError) as exc:
+        raise ExportguardError(
+            f"model {bundle.name} v{bundle.version} records no usable train_params ({exc})"
+        ) from None
+    return Recipe(train, tuple(bundle.feature_names))
+
+
+def recipe_metrics(
+    recipe: Recipe, examples: pd.DataFrame, as_of: pd.Timestamp, params: Params
+) -> dict[str, Any]:
+    """The recipe's backtest on today's folds: mean and per-fold AP and recall@k."""
+    bt = backtest(recipe, examples, as_of, params)
+    return {
+        "ap": bt.mean("ap"),
+        "recall_at_k": bt.mean("recall_at_k"),
+        "ap_sd": bt.sd("ap"),
+        "per_fold": bt.per_fold,
+        "k": params.bands.review_capacity_per_week,
+        "n": len(bt.oof_raw),
+        "recipe": recipe.digest,
+    }
+
+
+def top_k_overlap(a: Bundle, b: Bundle, population: pd.DataFrame, k: int) -> float:
+    """Share of the candidate's top-k accounts that are also in the champion's top k."""
+    k = min(k, len(population))
+    top_a = set(np.argsort(-raw_scores(a, population), kind="stable")[:k])
+    top_b = set(np.argsort(-raw_scores(b, population), kind="stable")[:k])
+    return len(top_a & top_b) / k if k else float("nan")
 
 
 def additivity_error(bundle: Bundle, frame: pd.DataFrame) -> float:
@@ -93,7 +132,7 @@ def gate(
     add_error: float,
     add_tolerance: float,
 ) -> GateResult:
-    """Pure decision: compare holdout metrics and the additivity error against the rules."""
+    """Pure decision: compare the recipes' backtest metrics and the additivity error."""
     reasons = []
     if not add_error <= add_tolerance:
         reasons.append(
@@ -150,35 +189,45 @@ def _champion_version(client: Any, name: str, alias: str) -> str | None:
 
 
 def promote(
-    params: Params, version: str | None, out_dir: Path, project_dir: Path
+    params: Params, version: str | None, out_dir: Path, project_dir: Path, fs: FeatureSet
 ) -> tuple[GateResult, Bundle]:
-    """Run the gate for `version` (default: the latest); move the alias and export, or refuse."""
+    """Run the gate for `version` (default: the latest) on `fs`; move the alias and export."""
     from exportguard.training.export import replace_bundle
-    from exportguard.training.tracking import connect, download
 
     reg = params.registry
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = connect(project_dir)
     version = _resolve_version(client, reg.model_name, version)
     current = _champion_version(client, reg.model_name, reg.champion_alias)
+    examples = use_presumed_negatives(fs.examples, params)
+    k = params.bands.review_capacity_per_week
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         candidate, run_id = _version_bundle(client, reg.model_name, version, tmp_path)
-        holdout = pd.read_parquet(download(client, run_id, "holdout/holdout.parquet", tmp_path))
-        k = params.bands.review_capacity_per_week
-        cand_metrics = holdout_metrics(candidate, holdout, k)
-        champ_metrics = None
+        cand_metrics = recipe_metrics(bundle_recipe(candidate), examples, fs.as_of, params)
+        champ_metrics, details = None, {}
         if current is not None and current != version:
             # a champion exported by an older release is still compared, never served
             champion, _ = _version_bundle(client, reg.model_name, current, tmp_path, legacy_ok=True)
-            champ_metrics = holdout_metrics(champion, holdout, k)
+            recipe = bundle_recipe(champion)
+            lacking = [n for n in recipe.features if n not in examples.columns]
+            if lacking:
+                raise ExportguardError(
+                    f"the champion's recipe (version {current}) uses feature(s) {lacking[:5]} "
+                    "this training set lacks; promote with --version after retraining it, or "
+                    "move the alias by hand"
+                )
+            champ_metrics = recipe_metrics(recipe, examples, fs.as_of, params)
+            details["top_k_overlap"] = top_k_overlap(candidate, champion, fs.population, k)
+        sample = fs.population.head(ADDITIVITY_ROWS)
         result = gate(
             cand_metrics,
             champ_metrics,
             params.promote.tolerance,
-            additivity_error(candidate, holdout),
+            additivity_error(candidate, sample),
             params.promote.additivity_tolerance,
         )
+        result = GateResult(**{**result.__dict__, "details": details})
         verdict = "passed" if result.passed else "refused: " + "; ".join(result.reasons)
         client.set_model_version_tag(reg.model_name, version, "promotion_gate", verdict[:5000])
         if not result.passed:
@@ -197,7 +246,15 @@ def promote(
                 "run_id": run_id,
                 "promoted_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
                 "previous_champion": current,
-                "holdout_metrics": {m: cand_metrics[m] for m in ("ap", "recall_at_k", "k", "n")},
+                "gate": {
+                    "candidate_recipe": {
+                        m: cand_metrics[m] for m in ("ap", "recall_at_k", "k", "n")
+                    },
+                    "champion_recipe": None
+                    if champ_metrics is None
+                    else {m: champ_metrics[m] for m in ("ap", "recall_at_k")},
+                    **details,
+                },
             },
         )
     log.info("%s version %s is %s", reg.model_name, version, reg.champion_alias)

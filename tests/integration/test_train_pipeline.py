@@ -58,7 +58,7 @@ def test_train_evaluate_promote_end_to_end(project: Path, capsys, monkeypatch) -
         metrics["truth"]["model"]["ap"], abs=1e-4
     )
 
-    assert main(["promote"]) == 0
+    assert main(["promote", "--features", "data/trainset"]) == 0
     assert "is the first champion" in capsys.readouterr().out
     bundle = load_bundle(project / "models/champion", expected_features=FEATURE_NAMES)
     assert bundle.version == "1"
@@ -68,7 +68,7 @@ def test_train_evaluate_promote_end_to_end(project: Path, capsys, monkeypatch) -
     assert main(["train", *args, "--out", "models/candidate2"]) == 0
     again = load_bundle(project / "models/candidate2/bundle")
     assert again.model_text.encode() == bundle.model_text.encode()
-    assert main(["promote"]) == 0
+    assert main(["promote", "--features", "data/trainset"]) == 0
     assert "passed the gate" in capsys.readouterr().out
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from training_data import END, make_examples, make_population, small_params
 
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.training.calibrate import calibrate
 from exportguard.training.pipeline import SCORERS, run_training, use_presumed_negatives
+from exportguard.training.recipe import Recipe, backtest, refit_trees
 from exportguard.training.report import render_table, summary
 
 
@@ -33,10 +36,46 @@ def test_holdout_is_the_latest_fold_test_window(result) -> None:  # type: ignore
     fold = result.folds[0]
     assert (result.holdout["as_of"] >= fold.test_start).all()
     assert (result.holdout["kind"] == "label").all()
-    raw = result.booster.predict(
+    raw = result.fold_booster.predict(  # the backtest's model scored the holdout, not the refit
         result.holdout.loc[:, list(FEATURE_NAMES)].fillna(-1e9).to_numpy(), raw_score=True
     )
     np.testing.assert_allclose(raw, result.holdout["score_model"])
+
+
+def test_the_deployed_model_is_the_refit_on_every_matured_label(result) -> None:  # type: ignore[no-untyped-def]
+    """No fold model sees its test window; the deployed model has seen the latest labels."""
+    params = small_params()
+    examples = use_presumed_negatives(make_examples(), params)
+    for fold in result.folds:
+        assert (examples.loc[fold.train, "as_of"] < fold.train_end).all()
+        assert fold.train_end < fold.valid_start < fold.test_start
+        assert not set(fold.train) & set(fold.test)
+    cutoff = END - pd.Timedelta(days=params.split.gap_days)
+    labelled = examples.loc[(examples["kind"] == "label") & (examples["as_of"] < cutoff)]
+    assert result.trained_through == labelled["as_of"].max()
+    assert result.trained_through > result.folds[0].test_start  # it saw the test window
+    assert result.metrics["refit"]["examples"] > len(result.folds[0].train)
+    assert result.booster.model_to_string() != result.fold_booster.model_to_string()
+    bt = backtest(Recipe(params.train), examples, END, params)
+    trees = refit_trees(bt, result.metrics["refit"]["examples"], params.train)
+    assert result.booster.current_iteration() == trees  # from the backtest, not early stopping
+
+
+def test_calibration_is_fitted_only_on_out_of_fold_predictions(result) -> None:  # type: ignore[no-untyped-def]
+    params = small_params()
+    examples = use_presumed_negatives(make_examples(), params)
+    bt = backtest(Recipe(params.train), examples, END, params)
+    start = 0
+    for fold in bt.folds:  # each fold's calibration rows are outside that fold's training
+        rows = bt.oof_rows[start : start + len(fold.test)]
+        assert np.array_equal(rows, fold.test) and not set(rows) & set(fold.train)
+        start += len(fold.test)
+    pop_raw = result.population["raw"].to_numpy()
+    y = examples["label"].to_numpy()[bt.oof_rows]
+    again = calibrate(params.calibration.method, bt.oof_raw, y, pop_raw)
+    assert again == result.calibration
+    cal = result.metrics["calibration"]
+    assert cal["n"] == len(bt.oof_raw) and 0.0 <= cal["ece_out_of_fold"] <= 1.0
 
 
 def test_bands_hold_the_weekly_capacity(result) -> None:  # type: ignore[no-untyped-def]

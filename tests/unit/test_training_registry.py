@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from training_data import END, make_examples, make_population, small_params
 
@@ -25,8 +24,19 @@ def _log(result, project: Path) -> str:  # type: ignore[no-untyped-def]
     return logged.model_version
 
 
+#: a deliberately worse recipe: stumps, a tiny learning rate, a tenth of the features per tree
+WORSE = small_params(
+    train={
+        "num_threads": 1, "num_boost_round": 40, "min_boost_rounds": 5,
+        "early_stopping_rounds": 5, "num_leaves": 2, "learning_rate": 0.01,
+        "feature_fraction": 0.1, "min_data_in_leaf": 200,
+    }
+)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from exportguard.training.inputs import FeatureSet, save_feature_set
     from exportguard.training.pipeline import run_training
 
     project = tmp_path_factory.mktemp("project")
@@ -35,19 +45,16 @@ def store(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         pop, truth = make_population()
         examples = make_examples()
         good = run_training(examples, pop, END, PARAMS, truth)
-        # deliberately worse: the same examples and holdout, training labels shuffled
-        spoiled = examples.copy()
-        early = spoiled["as_of"] < good.folds[0].test_start
-        rng = np.random.default_rng(0)
-        spoiled.loc[early, "label"] = rng.permutation(spoiled.loc[early, "label"].to_numpy())
-        worse = run_training(spoiled, pop, END, PARAMS, truth)
+        worse = run_training(examples, pop, END, WORSE, truth)
+        fs = FeatureSet(examples, pop, END, "x" * 64)
+        save_feature_set(fs, project / "trainset", PARAMS)
         v_good = _log(good, project)
-        yield project, mp, good, worse, v_good
+        yield project, mp, good, worse, v_good, fs
 
 
 @pytest.mark.slow
 def test_run_logs_params_metrics_tags_and_artifacts(store) -> None:  # type: ignore[no-untyped-def]
-    project, _, good, _, version = store
+    project, _, good, _, version, fs = store
     client = connect(project)
     mv = client.get_model_version("exportguard", version)
     run = client.get_run(mv.run_id)
@@ -69,14 +76,16 @@ def test_run_logs_params_metrics_tags_and_artifacts(store) -> None:  # type: ign
 
 @pytest.mark.slow
 def test_first_model_becomes_champion_and_export_verifies(store) -> None:  # type: ignore[no-untyped-def]
-    project, _, good, _, version = store
+    project, _, good, _, version, fs = store
     out = project / "models" / "champion"
-    result, bundle = promote(PARAMS, None, out, project)
+    result, bundle = promote(PARAMS, None, out, project, fs)
     assert result.passed and result.champion is None
     assert result.additivity_error < 1e-9
     loaded = load_bundle(out, expected_features=FEATURE_NAMES)
     assert loaded.version == version and loaded.metadata["alias"] == "champion"
     assert loaded.model_text == good.booster.model_to_string()
+    assert loaded.metadata["trained_through"] == good.trained_through.isoformat()
+    assert loaded.metadata["train_params"] == PARAMS.train.model_dump(mode="json")
     assert loaded.reference["features"].keys() == set(FEATURE_NAMES)
     client = connect(project)
     assert str(client.get_model_version_by_alias("exportguard", "champion").version) == version
@@ -84,10 +93,10 @@ def test_first_model_becomes_champion_and_export_verifies(store) -> None:  # typ
 
 @pytest.mark.slow
 def test_worse_candidate_is_refused_with_nonzero_exit(store, capsys) -> None:  # type: ignore[no-untyped-def]
-    project, mp, _, worse, version = store
+    project, mp, _, worse, version, fs = store
     out = project / "models" / "champion"
     if not out.exists():
-        promote(PARAMS, version, out, project)
+        promote(PARAMS, version, out, project, fs)
     before = load_bundle(out).sha256
     v_worse = _log(worse, project)
     mp.chdir(project)
@@ -95,7 +104,10 @@ def test_worse_candidate_is_refused_with_nonzero_exit(store, capsys) -> None:  #
     params_file.write_text(
         "train: {num_threads: 1}\nbands: {review_capacity_per_week: 40}\n", encoding="utf-8"
     )
-    code = main(["promote", "--version", v_worse, "--params", str(params_file), "--out", str(out)])
+    feats = ["--features", str(project / "trainset")]
+    code = main(
+        ["promote", "--version", v_worse, *feats, "--params", str(params_file), "--out", str(out)]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert f"version {v_worse} not promoted" in err and "worse than the champion" in err
@@ -106,10 +118,22 @@ def test_worse_candidate_is_refused_with_nonzero_exit(store, capsys) -> None:  #
     assert tag.startswith("refused")
     # re-promoting the champion's own version passes (not worse than itself)
     assert (
-        main(["promote", "--version", version, "--params", str(params_file), "--out", str(out)])
+        main(
+            [
+                "promote",
+                "--version",
+                version,
+                *feats,
+                "--params",
+                str(params_file),
+                "--out",
+                str(out),
+            ]
+        )
         == 0
     )
-    assert main(["promote", "--version", "999", "--params", str(params_file)]) == 2
+    assert main(["promote", "--version", "999", *feats, "--params", str(params_file)]) == 2
+    assert main(["promote", "--version", version, "--params", str(params_file)]) == 2  # no set
 
 
 def test_gate_rules() -> None:
