@@ -255,47 +255,36 @@ def _foreign_keys(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> N
         )
 
 
-def _future_checks(
-    frames: dict[str, pd.DataFrame], now: pd.Timestamp, problems: list[Problem]
+def _rows_after(
+    frames: dict[str, pd.DataFrame], limit: pd.Timestamp, message: str, problems: list[Problem]
 ) -> None:
-    """Rows dated after the current time cannot be real: refuse them (they would set the as-of)."""
-    limit = now + CLOCK_SKEW
+    """One problem per dated table with rows after `limit`."""
     for table, col in TIME_COLUMNS.items():
         df = frames.get(table)
         if df is None:
             continue
         late = df[col] > limit
         if late.any():
-            problems.append(
-                Problem.of(
-                    table,
-                    col,
-                    f"dated after the current time {now.floor('s')} (more than "
-                    f"{CLOCK_SKEW} of clock skew): cannot be real",
-                    df.loc[late, col],
-                )
-            )
+            problems.append(Problem.of(table, col, message, df.loc[late, col]))
+
+
+def _future_checks(
+    frames: dict[str, pd.DataFrame], now: pd.Timestamp, problems: list[Problem]
+) -> None:
+    """Rows dated after the current time cannot be real: refuse them (they would set the as-of)."""
+    message = (
+        f"dated after the current time {now.floor('s')} (more than {CLOCK_SKEW} of clock "
+        "skew): cannot be real"
+    )
+    _rows_after(frames, now + CLOCK_SKEW, message, problems)
 
 
 def _horizon_checks(
     frames: dict[str, pd.DataFrame], horizon: pd.Timestamp, problems: list[Problem]
 ) -> None:
     """With a declared horizon, rows dated after it (+1 day) break the declaration."""
-    limit = horizon + HORIZON_SLACK
-    for table, col in TIME_COLUMNS.items():
-        df = frames.get(table)
-        if df is None:
-            continue
-        late = df[col] > limit
-        if late.any():
-            problems.append(
-                Problem.of(
-                    table,
-                    col,
-                    f"dated after the data horizon {horizon} (+1 day)",
-                    df.loc[late, col],
-                )
-            )
+    message = f"dated after the data horizon {horizon} (+1 day)"
+    _rows_after(frames, horizon + HORIZON_SLACK, message, problems)
 
 
 def _late_row_warnings(
