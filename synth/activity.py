@@ -62,6 +62,8 @@ def _primary_language(rng: np.random.Generator, pop: Population) -> np.ndarray:
     op = np.array([geo.local_lang(c) for c in pop.operator], dtype=object)
     out = np.where(out == "local", local, np.where(out == "op", op, out))
     out = np.where(rng.random(pop.n) < 0.7 * pop.care, "en", out)  # some write in English
+    out = np.where(pop.ev.habit("prompts"), "en", out)  # ... and some took up that habit
+    out = np.where(pop.ev.tell("prompts"), pop.ev.tell_lang, out)  # innocent zh/ru/fa writers
     return np.array([LANGS.index(x) if x in LANGS else 0 for x in out], dtype=np.int64)
 
 

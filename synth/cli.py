@@ -42,6 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="end of the timeline, UTC (default 2026-10-01)",
     )
     p.add_argument(
+        "--scenario",
+        choices=("default", "hard"),
+        default="default",
+        help=(
+            "default: the standard world; hard: evasion spreads to most new circumventers, each "
+            "evasive habit adopted on its own, innocent accounts share every single tell, "
+            "reviewers miss careful evaders more often, confirmed accounts go quiet "
+            "(default: default)"
+        ),
+    )
+    p.add_argument(
         "--truth",
         type=Path,
         metavar="PATH",
@@ -79,13 +90,15 @@ def _generate(args: argparse.Namespace) -> int:
         )
     if truth.exists() and truth.is_dir():
         raise ExportguardError(f"--truth {truth} is a directory; give a file path")
-    world = generate_world(args.accounts, args.seed, days=args.days, end=args.end)
+    world = generate_world(
+        args.accounts, args.seed, days=args.days, end=args.end, scenario=args.scenario
+    )
     write_world(world, args.out, truth, fmt=args.format)
     rows = ", ".join(f"{k}={len(v)}" for k, v in world.tables.items())
     labels = world.tables["labels"]
     log.info(
-        "generated %s: %s; positives=%d; labelled=%d (%d confirmed); truth -> %s",
-        args.out, rows, int(world.truth["is_circumvention"].sum()), len(labels),
+        "generated %s (%s scenario): %s; positives=%d; labelled=%d (%d confirmed); truth -> %s",
+        args.out, args.scenario, rows, int(world.truth["is_circumvention"].sum()), len(labels),
         int(labels["label"].sum()), truth,
     )  # fmt: skip
     return 0

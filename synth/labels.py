@@ -62,8 +62,10 @@ def make_labels(
         when[better], source[better] = t[better], code
     reviewed = np.isfinite(when) & (when <= pop.end_ns)
     careful = pop.careful
+    ev = pop.ev  # the hard scenario: each adopted habit makes a reviewer likelier to miss it
+    p_loud = 0.9 * (1 - ev.missed_per_habit * ev.habit_fraction())
     found = rng.random(n) < np.where(
-        positive, np.where(careful, 0.72, 0.9), np.where(source == 1, 0.08, 0.03)
+        positive, np.where(careful, ev.careful_found, p_loud), np.where(source == 1, 0.08, 0.03)
     )
     label = reviewed & found
     # A confirmed case's farm-mates are investigated next (graph follow-up).

@@ -27,6 +27,9 @@ class Logins:
 def _tags(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, np.ndarray]:
     """Each account's usual browser language and how often it is used (else en-US)."""
     mode = np.array([s.browser_lang for s in SPECS], dtype=object)[pop.spec]
+    mode = np.where(pop.ev.habit("browser_lang"), "en", mode)  # set the browser to English
+    tell = pop.ev.tell("browser_lang")
+    mode = np.where(tell, pop.ev.tell_browser, mode)  # an innocent zh/ru/fa-speaking user
     op = np.array([geo.browser_tag(c) for c in pop.operator], dtype=object)
     dec = np.array([geo.browser_tag(c) for c in pop.declared], dtype=object)
     zh = np.where(rng.random(pop.n) < 0.6, "zh-CN", "zh-TW")
@@ -35,6 +38,7 @@ def _tags(rng: np.random.Generator, pop: Population) -> tuple[np.ndarray, np.nda
     restricted_op = np.isin(pop.operator, geo.RESTRICTED) & ~pop.careful
     p = np.where(restricted_op, rng.uniform(0.7, 1.0, pop.n), rng.uniform(0.3, 0.8, pop.n))
     p = np.where(mode == "en", 0.93, p)
+    p = np.where(tell, 0.85, p)
     return tag.astype(object), p
 
 
@@ -78,9 +82,12 @@ def make_logins(rng: np.random.Generator, pop: Population, routing: Routing) -> 
 
     tz = np.where(tz_src == "declared", dec_off, op_off)[owner]
     hides = rng.random(m) < pop.care[owner]  # a partly careful operator sets the declared zone
+    hides |= pop.ev.habit("tz")[owner]  # ... or one who took up that habit sets it always
     tz = np.where(hides, dec_off[owner], tz)
     slip = pop.careful[owner] & (rng.random(m) < 0.08)
     tz = np.where(slip, op_off[owner], tz)
+    tz_tell = pop.ev.tell("tz")[owner]  # an innocent expat keeps a home-country clock
+    tz = np.where(tz_tell, pop.ev.tell_tz_hours[owner], tz)
     travel = rng.random(m) < 0.03
     tz = np.where(travel, rng.choice([-5.0, 0.0, 1.0, 3.0, 8.0, 9.0], m), tz) * 60.0
     tz[rng.random(m) < 0.04] = np.nan

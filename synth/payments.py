@@ -46,6 +46,9 @@ def _instruments(
             drawn = choice(rng, s.issuer, len(m))
             issuer[m] = np.where(drawn == "declared", pop.declared[owner[m]], drawn)
     clean = rng.random(len(owner)) < pop.care[owner]  # a card from the declared country
+    clean |= pop.ev.habit("issuer")[owner]  # ... always, for one who took up that habit
+    tell = pop.ev.tell("issuer")[owner] & (method != "crypto")  # an innocent hub-issued card
+    issuer[tell] = pop.ev.tell_issuer[owner[tell]]
     issuer[clean] = pop.declared[owner[clean]]
     expat = rng.random(len(owner)) < 0.05
     issuer[expat] = choice(rng, WORLD, int(expat.sum()))

@@ -10,6 +10,7 @@ import pandas as pd
 from exportguard.synth import geo
 from exportguard.synth.archetypes import BY_NAME, CAREFUL_SHARE, SPECS
 from exportguard.synth.common import NS_PER_DAY, choice
+from exportguard.synth.scenario import SCENARIOS, Evasion, Scenario, draw_evasion
 
 #: Archetypes whose organisations sometimes run several accounts (an innocent "farm").
 _MULTI_ACCOUNT = ("normal_business", "cloud_business", "legit_sg_hk_company",
@@ -34,6 +35,7 @@ class Population:
     care: np.ndarray  # 0..1: how much of their trace a (non-careful) circumventer hides
     start_ns: int
     end_ns: int
+    ev: Evasion  # the scenario's per-account habits and tells (none in the default world)
 
     @property
     def n(self) -> int:
@@ -52,8 +54,14 @@ def _groups(rng: np.random.Generator, idx: np.ndarray, lo: int, hi: int) -> list
     return [g for g in np.split(idx, cuts) if len(g)]
 
 
-def make_population(rng: np.random.Generator, n: int, start_ns: int, end_ns: int) -> Population:
-    """Draw archetypes and sign-up times; turn late positives careful; form farms and org groups."""
+def make_population(
+    rng: np.random.Generator, n: int, start_ns: int, end_ns: int,
+    scenario: Scenario = SCENARIOS["default"], ev_rng: np.random.Generator | None = None,
+) -> Population:  # fmt: skip
+    """Draw archetypes and sign-up times; turn late positives careful; form farms and org groups.
+
+    The scenario's habits and tells are drawn from `ev_rng` (its own stream), never from `rng`.
+    """
     weights = np.array([s.weight for s in SPECS])
     spec = rng.choice(len(SPECS), size=n, p=weights / weights.sum())
     before = rng.random(n) < 0.3
@@ -109,6 +117,11 @@ def make_population(rng: np.random.Generator, n: int, start_ns: int, end_ns: int
     act_end = np.where(churn, np.minimum(act_start + lifetime, end_ns), end_ns).astype(np.int64)
     loud = np.array([s.typology is not None for s in SPECS])[spec] & ~careful
     care = np.where(loud, rng.uniform(0.0, 0.9, n), 0.0)
+    positive = np.array([s.typology is not None for s in SPECS])[spec]
+    ev = draw_evasion(
+        ev_rng if ev_rng is not None else np.random.default_rng(0), scenario, positive, careful,
+        created, start_ns, end_ns, _HISTORY_DAYS,
+    )  # fmt: skip
     return Population(
         spec=spec,
         created_ns=created,
@@ -122,6 +135,7 @@ def make_population(rng: np.random.Generator, n: int, start_ns: int, end_ns: int
         care=care,
         start_ns=int(start_ns),
         end_ns=int(end_ns),
+        ev=ev,
     )
 
 
@@ -176,4 +190,9 @@ def freemail_domains(rng: np.random.Generator, pop: Population) -> np.ndarray:
                 rng, geo.FREEMAIL_BY_COUNTRY.get(country, geo.FREEMAIL_DEFAULT), int(m.sum())
             )
     out[pop.careful] = choice(rng, geo.CAREFUL_FREEMAIL, int(pop.careful.sum()))
+    habit = pop.ev.habit("email")
+    if habit.any():  # a circumventer who took up a global mailbox (no draw in the default world)
+        out[habit] = choice(rng, geo.CAREFUL_FREEMAIL, int(habit.sum()))
+    tell = pop.ev.tell("email")
+    out[tell] = pop.ev.tell_email[tell]  # an innocent customer on a Chinese mail provider
     return out

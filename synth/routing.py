@@ -97,6 +97,7 @@ def make_routing(rng: np.random.Generator, pop: Population) -> Routing:
             NETS.index(x)
             for x in choice(rng, {"residential": 5, "mobile": 3, "business": 2}, len(m))
         ]
+    _scenario_routes(pop, weight, country, net, pool)
     weight /= weight.sum(axis=1, keepdims=True)
 
     # Each slot owns a block of prefixes (home and mobile addresses change; VPN exits rotate).
@@ -141,6 +142,32 @@ def make_routing(rng: np.random.Generator, pop: Population) -> Routing:
     routing = _observe(rng, weight, start, true_country, pnet)
     routing.size, routing.first, routing.spread = size, first, spread
     return routing
+
+
+def _scenario_routes(pop: Population, weight: np.ndarray, country: np.ndarray, net: np.ndarray,
+                     pool: np.ndarray) -> None:  # fmt: skip
+    """Apply the scenario's routing habits and tells in place (nothing in the default world).
+
+    A circumventer with the proxy habit exits through residential proxies of its own instead of
+    shared VPN ranges; one with the relay habit places relays and proxies in the declared country.
+    An innocent account with the proxy tell uses a VPN exit in a hub; with the relay tell it runs
+    part of its traffic on cloud servers in a hub.
+    """
+    ev = pop.ev
+    proxy = ev.habit("proxy")[:, None] & (pool[:, : K - 1] == "vpn")
+    sub_w, sub_c, sub_n, sub_p = (a[:, : K - 1] for a in (weight, country, net, pool))
+    sub_p[proxy] = "own"
+    sub_n[proxy] = NETS.index("residential")
+    moved = ev.habit("relay")[:, None] & (sub_w > 0) & (sub_c != pop.declared[:, None])
+    moved &= ~(sub_c == pop.operator[:, None])  # the operator's own country is a leak, not a relay
+    sub_c[moved] = np.broadcast_to(pop.declared[:, None], sub_c.shape)[moved]
+    for tell, slot, pool_name, net_name in (("proxy", 2, "vpn", "vpn_proxy"),
+                                            ("relay", 1, "cloud", "hosting")):  # fmt: skip
+        m = ev.tell(tell)
+        weight[m, slot] = ev.tell_weight[m]
+        country[m, slot] = ev.tell_hub[m]
+        net[m, slot] = NETS.index(net_name)
+        pool[m, slot] = pool_name
 
 
 def _observe(rng: np.random.Generator, weight: np.ndarray, prefix: np.ndarray,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from exportguard.synth.common import NS_PER_DAY, as_str, hex_ids
 from exportguard.synth.labels import make_labels
 from exportguard.synth.logins import Logins, make_logins
 from exportguard.synth.orgs import make_orgs
-from exportguard.synth.payments import make_payments
+from exportguard.synth.payments import Payments, make_payments
 from exportguard.synth.population import (
     Population,
     freemail_domains,
@@ -25,6 +25,7 @@ from exportguard.synth.population import (
     make_population,
 )
 from exportguard.synth.routing import Routing, make_routing
+from exportguard.synth.scenario import get_scenario
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,20 @@ def _end_ns(end: str | pd.Timestamp) -> int:
 
 
 def generate_world(
-    n_accounts: int, seed: int, days: int = 180, end: str | pd.Timestamp = "2026-10-01"
-) -> World:
-    """A realistic world of `n_accounts` accounts over `days` days ending at `end`, seeded."""
+    n_accounts: int, seed: int, days: int = 180, end: str | pd.Timestamp = "2026-10-01",
+    scenario: str = "default",
+) -> World:  # fmt: skip
+    """A realistic world of `n_accounts` accounts over `days` days ending at `end`, seeded.
+
+    `scenario` is "default" (the world of every earlier release, byte for byte) or "hard"
+    (see exportguard.synth.scenario); the hard scenario draws from a tenth random stream.
+    """
     _check_args(n_accounts, days)
+    sc = get_scenario(scenario)
     end_ns = _end_ns(end)
     start_ns = end_ns - int(days) * NS_PER_DAY
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(9)]
-    pop = make_population(streams[0], int(n_accounts), start_ns, end_ns)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(10)]
+    pop = make_population(streams[0], int(n_accounts), start_ns, end_ns, sc, ev_rng=streams[9])
     routing = make_routing(streams[1], pop)
     orgw = make_orgs(streams[2], pop)
     ids = hex_ids(streams[3], pop.n, "acc_", 16)
@@ -90,6 +97,8 @@ def generate_world(
     pays = make_payments(streams[6], pop, accounts["tier"].to_numpy(), tokens)
     signals = _alert_signals(pop, routing, usage, logins, accounts)
     labels = make_labels(streams[7], pop, signals)
+    if sc.quiet_after_confirm:
+        usage, logins, pays = _suspend(streams[9], labels, usage, logins, pays)
 
     usage_table = assemble.usage_table(streams[8], usage, routing, ids)
     del usage  # the coded arrays are no longer needed: keep peak memory down at 100k accounts
@@ -110,6 +119,28 @@ def generate_world(
         "archetype": as_str([SPECS[i].name for i in pop.spec]),
     })  # fmt: skip
     return World(tables=tables, truth=truth)
+
+
+def _suspend(
+    rng: np.random.Generator, labels: pd.DataFrame, usage: Usage, logins: Logins, pays: Payments
+) -> tuple[Usage, Logins, Payments]:
+    """Confirmed accounts are suspended 0-3 days after the decision: their rows stop there."""
+    stop = np.full(int(max(usage.account.max(initial=0), logins.account.max(initial=0),
+                           pays.account.max(initial=0))) + 1, np.iinfo(np.int64).max)  # fmt: skip
+    confirmed = labels[labels["label"] == 1]
+    delay = (rng.uniform(0, 3, len(confirmed)) * NS_PER_DAY).astype(np.int64)
+    stop[confirmed["account"].to_numpy()] = confirmed["labelled_ns"].to_numpy() + delay
+
+    def keep(obj, time_field: str, row_fields: tuple[str, ...]):
+        mask = getattr(obj, time_field) < stop[obj.account]
+        return replace(obj, **{f: getattr(obj, f)[mask] for f in row_fields})
+
+    usage = keep(usage, "hour_ns", ("account", "key", "hour_ns", "prefix", "requests",
+                                    "input_tokens", "output_tokens", "end_users", "lang",
+                                    "lang_share"))  # fmt: skip
+    logins = keep(logins, "login_ns", ("account", "login_ns", "prefix", "device", "tz_min", "tag"))
+    pays = keep(pays, "paid_ns", ("account", "paid_ns", "amount", "instrument", "status"))
+    return usage, logins, pays
 
 
 def _signup_country(rng: np.random.Generator, pop: Population, routing: Routing) -> np.ndarray:

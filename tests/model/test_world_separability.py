@@ -17,9 +17,9 @@ from exportguard.synth.world import generate_world
 END = pd.Timestamp("2026-10-01")
 
 
-@pytest.fixture(scope="module")
-def features_and_truth() -> tuple[pd.DataFrame, pd.Series]:
-    world = generate_world(3000, seed=23, days=180, end=END)
+@pytest.fixture(scope="module", params=["default", "hard"])
+def features_and_truth(request) -> tuple[pd.DataFrame, pd.Series]:
+    world = generate_world(3000, seed=23, days=180, end=END, scenario=request.param)
     feats = account_features(RawTables(**world.tables), END).set_index("account_id")
     truth = world.truth.set_index("account_id")["is_circumvention"].reindex(feats.index)
     return feats[list(FEATURE_NAMES)].astype(float), truth

@@ -13,6 +13,7 @@ from synth_checks import raw_column_aggregates, single_column_aucs
 
 from exportguard.cli import main
 from exportguard.synth.population import make_population
+from exportguard.synth.scenario import HABITS, SCENARIOS
 from exportguard.synth.world import TABLES, generate_world
 
 END = pd.Timestamp("2026-10-01")
@@ -77,9 +78,9 @@ EVENT_TIME = {
 }
 
 
-@pytest.fixture(scope="module")
-def world():
-    return generate_world(3000, seed=11, days=180, end=END)
+@pytest.fixture(scope="module", params=["default", "hard"])
+def world(request):
+    return generate_world(3000, seed=11, days=180, end=END, scenario=request.param)
 
 
 def _kind_ok(s: pd.Series, kind: str) -> bool:
@@ -252,6 +253,13 @@ def test_cli_writes_tables_and_truth_outside(tmp_path: Path):
     rc = main(["generate", "--out", str(csv), "--accounts", "40", "--seed", "1", "--format", "csv",
                "--truth", str(tmp_path / "t.csv")])  # fmt: skip
     assert rc == 0 and (csv / "accounts.csv").exists() and (tmp_path / "t.csv").exists()
+    hard = tmp_path / "h"
+    rc = main(["generate", "--out", str(hard), "--accounts", "60", "--seed", "1", "--days", "30",
+               "--scenario", "hard"])  # fmt: skip
+    assert rc == 0
+    assert not pd.read_parquet(hard / "api_usage.parquet").equals(
+        pd.read_parquet(out / "api_usage.parquet")
+    )
 
 
 @pytest.mark.parametrize(
@@ -270,3 +278,72 @@ def test_cli_refuses_bad_arguments(tmp_path: Path, capsys, extra: list[str], mes
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (out / "truth.parquet").exists()
+
+
+def test_cli_refuses_an_unknown_scenario(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--out", str(tmp_path / "w"), "--accounts", "5", "--seed", "1",
+              "--scenario", "easy"])  # fmt: skip
+    assert exc.value.code == 2
+    assert "--scenario: invalid choice: 'easy'" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def _hard_population(n: int = 40_000):
+    start = END - pd.Timedelta(days=180)
+    rngs = [np.random.default_rng(s) for s in (0, 1)]
+    return make_population(rngs[0], n, start.value, END.value, SCENARIOS["hard"], ev_rng=rngs[1])
+
+
+def test_default_scenario_draws_nothing_extra():
+    """The default world is the one earlier releases generated: the scenario stream is unused."""
+    start = END - pd.Timedelta(days=180)
+    a = make_population(np.random.default_rng(0), 5000, start.value, END.value)
+    b = make_population(np.random.default_rng(0), 5000, start.value, END.value,
+                        SCENARIOS["default"], ev_rng=np.random.default_rng(99))  # fmt: skip
+    assert np.array_equal(a.spec, b.spec) and np.array_equal(a.care, b.care)
+    assert not any(m.any() for m in (*a.ev.habits.values(), *b.ev.tells.values()))
+    pd.testing.assert_frame_equal(generate_world(300, seed=5).tables["api_usage"],
+                                  generate_world(300, seed=5, scenario="default").tables["api_usage"])  # fmt: skip
+
+
+def test_hard_habits_rise_independently_and_innocents_share_each_tell():
+    pop = _hard_population()
+    pos, loud = pop.is_positive(), pop.is_positive() & ~pop.careful
+    late = pop.created_ns > np.quantile(pop.created_ns[pos], 0.8)
+    early = pop.created_ns < np.quantile(pop.created_ns[pos], 0.2)
+    habits = np.array([pop.ev.habit(h) for h in HABITS])  # (habit, account)
+    hidden = habits.mean(axis=0)
+    # Most new circumventers hide most of their trace (fully careful, or most habits taken up).
+    assert np.mean(pop.careful[pos & late] | (hidden[pos & late] >= 0.5)) > 0.6
+    assert hidden[loud & late].mean() > hidden[loud & early].mean() + 0.3
+    # Each habit on its own: pairwise correlations near zero once the time trend is removed.
+    cohort = loud & late
+    corr = np.corrcoef(habits[:, cohort].astype(float))
+    assert np.abs(corr[np.triu_indices(len(HABITS), 1)]).max() < 0.25
+    # Every tell is also shown by innocent accounts, and only by innocent ones.
+    for h in HABITS:
+        tell = pop.ev.tell(h)
+        assert tell[~pos].mean() > 0.02 and not tell[pos].any(), h
+
+
+def test_hard_world_confirmed_accounts_go_quiet_and_reviewers_miss_evaders():
+    world = generate_world(6000, seed=3, days=180, end=END, scenario="hard")
+    labels = world.tables["labels"]
+    confirmed = labels[labels["label"] == 1].set_index("account_id")["labelled_at"]
+    assert len(confirmed) > 20
+    for name, col in (("api_usage", "hour"), ("logins", "login_at"), ("payments", "paid_at")):
+        df = world.tables[name]
+        when = df["account_id"].map(confirmed)
+        after = df[col] > when + pd.Timedelta(days=3)
+        assert not after.any(), (name, int(after.sum()))
+    default = generate_world(6000, seed=3, days=180, end=END)
+
+    def careful_confirm_rate(w):
+        lab = w.tables["labels"].join(
+            w.truth.set_index("account_id"), on="account_id", rsuffix="_true"
+        )
+        careful = lab[lab["archetype"].str.startswith("careful_evader")]
+        return careful["label"].mean()
+
+    assert careful_confirm_rate(world) < careful_confirm_rate(default)
