@@ -16,6 +16,9 @@ as-of time, against the ground truth:
 * logistic    - the logistic-regression baseline on the same examples;
 * red_flags   - the red-flag count.
 
+With --ablate, also the candidate's recipe without each added family and without the
+added flags, one group at a time (the change in AP and recall@1% against the candidate).
+
 Reported per world and as mean +- sd over seeds: AP, recall@1% and precision@100, plus the
 candidate's recall@1% per typology. Results are also written as JSON (--out).
 """
@@ -57,7 +60,7 @@ def _metrics(y: np.ndarray, score: np.ndarray, typ: np.ndarray) -> dict[str, Any
 
 
 def _one_world(
-    accounts: int, seed: int, scenario: str, days: int, work: Path, fresh: bool
+    accounts: int, seed: int, scenario: str, days: int, work: Path, fresh: bool, ablate: bool
 ) -> dict[str, Any]:
     from exportguard.features.matrix import model_matrix
     from exportguard.features.registry import ADDED_FAMILIES, ADDED_FLAGS, BY_NAME, FEATURE_NAMES
@@ -80,21 +83,30 @@ def _one_world(
     pop = result.population  # account_id, reviewed_before, raw, score_logistic, score_red_flags
     frame = fs.population.set_index("account_id").loc[pop["account_id"]].reset_index()
 
-    added = set(ADDED_FLAGS) | {n for n in FEATURE_NAMES if BY_NAME[n].family in ADDED_FAMILIES}
-    subset = tuple(n for n in FEATURE_NAMES if n not in added)
-    recipe = Recipe(params.train, features=subset)
     ex = use_presumed_negatives(fs.examples, params)
-    bt = backtest(recipe, ex, fs.as_of, params)
-    rows = matured_rows(ex, fs.as_of, params)
-    small = refit(recipe, ex, rows, refit_trees(bt, len(rows), params.train))
 
+    def without(drop: set[str]) -> np.ndarray:
+        """The candidate's recipe without `drop`, backtested and refitted the same way."""
+        subset = tuple(n for n in FEATURE_NAMES if n not in drop)
+        recipe = Recipe(params.train, features=subset)
+        bt = backtest(recipe, ex, fs.as_of, params)
+        rows = matured_rows(ex, fs.as_of, params)
+        small = refit(recipe, ex, rows, refit_trees(bt, len(rows), params.train))
+        return small.predict(model_matrix(frame, subset), raw_score=True)
+
+    groups = {f: {n for n in FEATURE_NAMES if BY_NAME[n].family == f} for f in ADDED_FAMILIES}
+    groups["added_flags"] = set(ADDED_FLAGS)
+    added = set().union(*groups.values())
     scores = {
         "candidate": pop["raw"].to_numpy(),
         "fold_model": result.fold_booster.predict(model_matrix(frame), raw_score=True),
-        "no_new_fam": small.predict(model_matrix(frame, subset), raw_score=True),
+        "no_new_fam": without(added),
         "logistic": pop["score_logistic"].to_numpy(),
         "red_flags": pop["score_red_flags"].to_numpy(dtype=float),
     }
+    if ablate:
+        for name, drop in groups.items():
+            scores[f"minus_{name}"] = without(drop)
     keep = ~pop["reviewed_before"].to_numpy(dtype=bool)
     t = truth.set_index("account_id").loc[pop["account_id"]]
     y = t["is_circumvention"].to_numpy(dtype=bool)[keep].astype(int)
@@ -128,6 +140,19 @@ def _summary(runs: list[dict[str, Any]], scenario: str) -> list[str]:
             v = np.array([r["scorers"][name][metric] for r in rows])
             cells.append(f"{v.mean():7.3f} +- {v.std(ddof=1) if len(v) > 1 else 0.0:5.3f}")
         lines.append(f"  {name:12s} " + " ".join(f"{c:>15s}" for c in cells))
+    extra = [n for n in rows[0]["scorers"] if n.startswith("minus_")]
+    for name in extra:
+        d = np.array([r["scorers"][name]["ap"] - r["scorers"]["candidate"]["ap"] for r in rows])
+        dr = np.array(
+            [
+                r["scorers"][name]["recall_at_1pct"] - r["scorers"]["candidate"]["recall_at_1pct"]
+                for r in rows
+            ]
+        )
+        lines.append(
+            f"  {name:24s} AP change {d.mean():+.3f} +- {d.std(ddof=1) if len(d) > 1 else 0.0:.3f}, "
+            f"recall@1% change {dr.mean():+.3f} (vs candidate, per seed)"
+        )
     wins = [r["scorers"]["candidate"]["ap"] > r["scorers"]["fold_model"]["ap"] for r in rows]
     lines.append(f"  candidate AP > fold model AP on {sum(wins)}/{len(wins)} seeds")
     typs = sorted({t for r in rows for t in r["scorers"]["candidate"]["by_typology"]})
@@ -154,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="JSON results (default WORKDIR/quality.json)"
     )
     p.add_argument("--fresh", action="store_true", help="regenerate the worlds")
+    p.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also refit without each added family (network_mix, language_mix, rhythm) and "
+        "without the added flags, one at a time",
+    )
     args = p.parse_args(argv)
     disable_telemetry()
     import logging
@@ -164,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for scenario in args.scenarios:
         for seed in args.seeds:
-            r = _one_world(args.accounts, seed, scenario, args.days, work, args.fresh)
+            r = _one_world(args.accounts, seed, scenario, args.days, work, args.fresh, args.ablate)
             runs.append(r)
             c = r["scorers"]
             print(
