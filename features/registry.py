@@ -34,8 +34,24 @@ class Feature:
     fmt: str = "num"  # share (0-1 shown as %), num, int, bool, hours, days
 
     def describe(self, value: float | None) -> str:
-        """A plain-language sentence for an analyst: the doc with the value filled in."""
+        """A plain-language sentence for an analyst: the doc with the value filled in.
+
+        A missing value (None or NaN) is said to be missing, not given a made-up reading:
+        the model scores missingness itself, so the sentence says that the absence moved it.
+        """
+        if value is None or value != value:
+            return f"{self.label} was not provided (the missing value itself moved the score)"
         return self.doc.format(value=render_value(self.fmt, value))
+
+    @property
+    def label(self) -> str:
+        """The feature's name in words ("account_age_days" -> "account age (days)")."""
+        words = self.name.split("_")
+        unit = {"days": "days", "hours": "hours", "30d": "last 30 days", "90d": "last 90 days",
+                "7d": "last 7 days", "all": "all time"}.get(words[-1])  # fmt: skip
+        if unit is not None and len(words) > 1:
+            return f"{' '.join(words[:-1])} ({unit})"
+        return " ".join(words)
 
 
 #: Largest magnitude a feature value may take: far below the model matrix's missing sentinel

@@ -66,7 +66,7 @@ def test_top_reasons_ties_missing_values_and_no_reason(tiny_bundle, feature_tabl
     contrib[2, :] = 0.0
     contrib[2, [3, 7, 11]] = [0.2, 0.9, 0.5]  # three positive, in this order: 7, 11, 3
     values = batch.values.copy()
-    values[1, ::2] = np.nan  # missing: reported as None, "unknown" in the sentence
+    values[1, ::2] = np.nan  # missing: reported as None, "not provided" in the sentence
     values[2, 7] = 0.0
     batch = dataclasses.replace(batch, contributions=contrib, values=values)
     for k in (1, 3, len(FEATURE_NAMES) + 2):
@@ -74,7 +74,7 @@ def test_top_reasons_ties_missing_values_and_no_reason(tiny_bundle, feature_tabl
     top = batch.top_reasons(len(FEATURE_NAMES) + 2)
     assert top[0] == []
     assert [r.feature for r in top[1]] == list(FEATURE_NAMES)
-    assert top[1][0].value is None and "unknown" in top[1][0].sentence
+    assert top[1][0].value is None and "was not provided" in top[1][0].sentence
     assert top[1][1].value == pytest.approx(values[1, 1])
     assert [(r.feature, r.contribution) for r in top[2]] == [
         (FEATURE_NAMES[7], 0.9), (FEATURE_NAMES[11], 0.5), (FEATURE_NAMES[3], 0.2)
