@@ -237,12 +237,9 @@ class Progress:
         self.start = self.last = time.monotonic()
         self.bar = None
         if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
+            from tqdm import tqdm
 
-                self.bar = tqdm(total=total, unit="rows", unit_scale=True, desc="scoring")
-            except ImportError:  # pragma: no cover - tqdm ships with the environment
-                self.bar = None
+            self.bar = tqdm(total=total, unit="rows", unit_scale=True, desc="scoring")
 
     def update(self, n: int, skipped: bool = False) -> None:
         self.done += n
