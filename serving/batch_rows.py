@@ -74,15 +74,9 @@ class RunInfo:
 
 def reason_columns(batch: ScoreBatch, k: int) -> dict[str, object]:
     """Top-k reasons of every row as flat columns, identical to `ScoreBatch.reasons`."""
-    assert batch.contributions is not None
     n = len(batch)
-    contrib = batch.contributions
-    k_eff = min(k, contrib.shape[1])
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k_eff]
-    top = np.take_along_axis(contrib, order, axis=1)
-    # a reason list stops at the first non-positive contribution
-    keep = np.cumprod(top > 0, axis=1).astype(bool)
-    values = np.take_along_axis(batch.values, order, axis=1)
+    order, top, keep, values = batch.top_reason_arrays(k)
+    k_eff = order.shape[1]
     cols: dict[str, object] = {}
     names = np.asarray(batch.feature_names, dtype=object)
     for i in range(k):

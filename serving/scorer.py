@@ -71,20 +71,35 @@ class ScoreBatch:
         """`reasons(i, k)` of every row i, sorted for all rows at once (the service's path)."""
         return self._top_reasons(slice(None), k)
 
-    def _top_reasons(self, rows: slice, k: int) -> list[list[Reason]]:
+    def top_reason_arrays(
+        self, k: int, rows: slice = slice(None)
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The one top-k reason selection (vectorised): what HTTP reasons and batch columns show.
+
+        Returns (order, contribution, keep, value), each (rows, min(k, features)): feature
+        indices by falling contribution (ties in declared order), their contributions, whether
+        each is a reason (a list stops at the first non-positive contribution), their values.
+        """
         if self.contributions is None:
             raise ValueError("scores were computed without explanations")
         contrib = self.contributions[rows]
-        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]  # ties: declared order
+        k_eff = min(k, contrib.shape[1])
+        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k_eff]
+        top = np.take_along_axis(contrib, order, axis=1)
+        keep = np.cumprod(top > 0, axis=1).astype(bool)
+        values = np.take_along_axis(self.values[rows], order, axis=1)
+        return order, top, keep, values
+
+    def _top_reasons(self, rows: slice, k: int) -> list[list[Reason]]:
+        order, top, keep, values = self.top_reason_arrays(k, rows)
         feats: list[Feature] = [BY_NAME[name] for name in self.feature_names]
         out = []
-        for cols, row, vals in zip(
-            order.tolist(), contrib.tolist(), self.values[rows].tolist(), strict=True
+        for cols, contribs, kept, vals in zip(
+            order.tolist(), top.tolist(), keep.tolist(), values.tolist(), strict=True
         ):
             reasons = []
-            for j in cols:
-                c, v = row[j], vals[j]
-                if c <= 0:
+            for j, c, ok, v in zip(cols, contribs, kept, vals, strict=True):
+                if not ok:
                     break
                 feat = feats[j]
                 value = None if v != v else v  # v != v only for NaN (missing)
