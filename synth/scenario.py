@@ -88,27 +88,12 @@ class Evasion:
         return np.mean([self.habits[h] for h in HABITS], axis=0)
 
 
-def no_evasion(n: int) -> Evasion:
-    """The default world: nobody adopts a habit piecemeal, nobody innocent shows a tell."""
-    off = {h: np.zeros(n, dtype=bool) for h in HABITS}
-    empty = np.empty(n, dtype=object)
-    return Evasion(
-        habits=off, tells={h: np.zeros(n, dtype=bool) for h in HABITS},
-        tell_tz_hours=np.zeros(n), tell_browser=empty, tell_email=empty, tell_issuer=empty,
-        tell_lang=empty, tell_hub=empty, tell_weight=np.zeros(n),
-    )  # fmt: skip
-
-
 def draw_evasion(
     rng: np.random.Generator, scenario: Scenario, positive: np.ndarray, careful: np.ndarray,
     created_ns: np.ndarray, start_ns: int, end_ns: int, history_days: float,
 ) -> Evasion:  # fmt: skip
     """Habits for loud circumventers (rising with sign-up time) and tells for innocent ones."""
-    n = len(positive)
-    if scenario.habit_share == (0.0, 0.0) and scenario.tell_share == 0.0:
-        ev = no_evasion(n)
-        ev.careful_found = scenario.careful_found
-        return ev
+    n = len(positive)  # the default world draws here too: all-False masks, its own stream
     origin = start_ns - history_days * NS_PER_DAY
     frac = np.clip((created_ns - origin) / (end_ns - origin), 0.0, 1.0)
     lo, hi = scenario.habit_share
