@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "exportguard.features.cli",
     "exportguard.training.cli",
     "exportguard.serving.cli",
-    "exportguard.serving.batch_cli",
+    "exportguard.batch.cli",
 )
 
 log = logging.getLogger("exportguard")

@@ -7,3 +7,7 @@ class ExportguardError(Exception):
     """An error caused by input or configuration, explained in its message."""
 
     exit_code = 2
+
+
+class BundleError(ExportguardError, ValueError):
+    """A model bundle is missing, incomplete, tampered with or inconsistent."""

@@ -55,9 +55,9 @@ def write_table(frame: pd.DataFrame, path: Path, row_group: int = 50_000) -> Pat
 
 def make_bundle(work: Path) -> Path:
     """300 rounds x 31 leaves on planted labels, re-exported with a training reference."""
-    from exportguard.bundle import load_bundle, write_bundle
-    from exportguard.serving.scorer import Scorer
-    from exportguard.training.reference import reference_distributions
+    from exportguard.monitoring.reference import reference_distributions
+    from exportguard.scoring.bundle import load_bundle, write_bundle
+    from exportguard.scoring.scorer import Scorer
 
     from factories import build_bundle, make_feature_table
 
@@ -82,7 +82,7 @@ def floors(bundle: Path, frame: pd.DataFrame) -> dict[str, Any]:
     import shap
 
     from exportguard.features.matrix import model_matrix
-    from exportguard.serving.scorer import Scorer
+    from exportguard.scoring.scorer import Scorer
 
     scorer = Scorer.from_path(bundle, n_jobs=os.cpu_count() or 1)
     booster = lgb.Booster(model_str=scorer.bundle.model_text)
@@ -141,7 +141,7 @@ def run_cli(args: list[str], log: Path) -> dict[str, Any]:
 
 
 def committed_rows(out: Path) -> int:
-    from exportguard.serving.batch_store import committed_runs
+    from exportguard.batch.store import committed_runs
 
     return int(committed_runs(out)[-1]["counts"]["scored"])
 

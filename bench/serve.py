@@ -91,7 +91,7 @@ def floor(bundle: Path, rows: list[dict[str, Any]], singles: int, batches: int) 
     path (the service does the same after validating the JSON).
     """
     from exportguard.features.registry import FEATURE_NAMES
-    from exportguard.serving.scorer import Scorer
+    from exportguard.scoring.scorer import Scorer
 
     scorer = Scorer.from_path(bundle)
     values = np.array(
@@ -344,7 +344,7 @@ class Interleaved:
 
     def __init__(self, bundle: Path, rows: list[dict[str, Any]]) -> None:
         from exportguard.features.registry import FEATURE_NAMES
-        from exportguard.serving.scorer import Scorer
+        from exportguard.scoring.scorer import Scorer
 
         self.scorer = Scorer.from_path(bundle)
         self.values = np.array(

@@ -156,8 +156,8 @@ def serve_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[st
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check everything a worker needs (clear errors here), then replace this process with BentoML."""
-    from exportguard.bundle import load_bundle
     from exportguard.features.registry import FEATURE_NAMES
+    from exportguard.scoring.bundle import load_bundle
     from exportguard.serving.audit import AuditLog
     from exportguard.serving.auth import TokenStore
     from exportguard.serving.balance import TABLE_ENV, balancing_enabled, create_table

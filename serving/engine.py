@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from exportguard.features.registry import BY_NAME, FEATURE_NAMES, FEATURES, feature_bounds
+from exportguard.scoring.scorer import ScoreBatch, Scorer
 from exportguard.serving.audit import AuditError, AuditLog
 from exportguard.serving.schemas import (
     MAX_ACCOUNTS,
@@ -41,7 +42,6 @@ from exportguard.serving.schemas import (
     ScoreResponse,
     SnapshotInfo,
 )
-from exportguard.serving.scorer import ScoreBatch, Scorer
 from exportguard.serving.settings import ServeSettings
 from exportguard.serving.snapshot import MANIFEST_FILE, Snapshot, SnapshotError, load_snapshot
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import sha256_file
+from exportguard.digest import sha256_file
 from exportguard.errors import ExportguardError
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.fileio import atomic_write

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from exportguard.bundle import Bands, Calibration, write_bundle
 from exportguard.features.matrix import model_matrix
 from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
+from exportguard.scoring.bundle import write_bundle
+from exportguard.scoring.calibration import Bands, Calibration
 
 
 def make_feature_table(n: int, seed: int = 0) -> pd.DataFrame:

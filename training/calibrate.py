@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from exportguard.bundle import Bands, Calibration
+from exportguard.scoring.calibration import Bands, Calibration
 from exportguard.training.config import BandsParams
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import load_bundle
 from exportguard.errors import ExportguardError
-from exportguard.features.matrix import model_matrix
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.scoring.bundle import load_bundle
+from exportguard.scoring.scorer import Scorer
 from exportguard.training.baselines import LogisticBaseline, red_flag_count
 from exportguard.training.config import Params
 from exportguard.training.inputs import FeatureSet
@@ -59,9 +58,10 @@ def evaluate_run_dir(
     raw scores) and, with a ground truth, on every never-reviewed account.
     """
     bundle, logistic, recorded, trained = _read_run_dir(run_dir)
-    booster = lgb.Booster(model_str=bundle.model_text)
+    scorer = Scorer(bundle)  # the serving path: verified bundle, encoding, booster from text
     pop = fs.population.reset_index(drop=True)
-    p_raw = booster.predict(model_matrix(pop, bundle.feature_names), raw_score=True)
+    scored = scorer.score(pop, explain=False)
+    p_raw = scored.raw
     same = bundle.metadata.get("data_fingerprint") == fs.fingerprint
     if same:
         expected = pop[["account_id"]].merge(recorded, on="account_id", how="left")["raw"]
@@ -86,7 +86,5 @@ def evaluate_run_dir(
             "logistic": logistic.decision(pop),
             "red_flags": red_flag_count(pop),
         }
-        metrics["truth"] = evaluate_on_truth(
-            pop, p_scores, bundle.calibration(p_raw), logistic, truth, k, params
-        )
+        metrics["truth"] = evaluate_on_truth(pop, p_scores, scored.prob, logistic, truth, k, params)
     return metrics

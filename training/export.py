@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from exportguard.bundle import DERIVED_KEYS, Bundle, load_bundle, write_bundle
 from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
+from exportguard.scoring.bundle import DERIVED_KEYS, Bundle, load_bundle, write_bundle
 from exportguard.training.pipeline import TrainingResult
 
 log = logging.getLogger(__name__)

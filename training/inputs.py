@@ -8,7 +8,6 @@ with a manifest (data fingerprint, as-of time, hash of the parameters it depends
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from exportguard.digest import data_fingerprint, json_digest
 from exportguard.errors import ExportguardError
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.training.config import Params
@@ -25,7 +25,6 @@ from exportguard.training.dataset import (
     population_requests,
     resolve_as_of,
 )
-from exportguard.training.provenance import data_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def feature_params_hash(params: Params) -> str:
         "policy": params.policy.model_dump(mode="json"),
         "features": list(FEATURE_NAMES),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_digest(payload)
 
 
 def build_feature_set(data_dir: Path, params: Params, as_of: str | None = None) -> FeatureSet:

@@ -18,10 +18,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import Bands, Calibration
 from exportguard.errors import ExportguardError
 from exportguard.features.matrix import model_matrix
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.monitoring.reference import reference_distributions
+from exportguard.scoring.calibration import Bands, Calibration
 from exportguard.training.baselines import LogisticBaseline, fit_logistic, red_flag_count
 from exportguard.training.calibrate import bands_from_capacity, calibrate
 from exportguard.training.config import Params
@@ -37,7 +38,6 @@ from exportguard.training.recipe import (
     refit_trees,
     trained_through,
 )
-from exportguard.training.reference import reference_distributions
 from exportguard.training.split import Fold
 
 log = logging.getLogger(__name__)

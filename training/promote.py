@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import Bundle, load_bundle
 from exportguard.errors import ExportguardError
-from exportguard.features.matrix import model_matrix
+from exportguard.scoring.bundle import Bundle, load_bundle
+from exportguard.scoring.scorer import Scorer
 from exportguard.training.config import Params, TrainParams
 from exportguard.training.inputs import FeatureSet
 from exportguard.training.pipeline import use_presumed_negatives
@@ -59,14 +58,14 @@ class GateResult:
 
 
 def raw_scores(bundle: Bundle, frame: pd.DataFrame) -> np.ndarray:
-    """A bundle's raw scores on a feature table (refused if the table lacks its features)."""
+    """A bundle's raw scores on a feature table, through the serving Scorer (refused if the
+    table lacks its features)."""
     try:
-        matrix = model_matrix(frame, bundle.feature_names)
+        return Scorer(bundle).raw_scores(frame)
     except ValueError as exc:
         raise ExportguardError(
             f"model {bundle.name} v{bundle.version} cannot score this feature table: {exc}"
         ) from None
-    return lgb.Booster(model_str=bundle.model_text).predict(matrix, raw_score=True)
 
 
 def bundle_recipe(bundle: Bundle) -> Recipe:
@@ -105,24 +104,8 @@ def top_k_overlap(a: Bundle, b: Bundle, population: pd.DataFrame, k: int) -> flo
 
 
 def additivity_error(bundle: Bundle, frame: pd.DataFrame) -> float:
-    """Largest gap between TreeSHAP (LightGBM's and serving's FastTreeSHAP) sums and raw scores."""
-    import warnings
-
-    with warnings.catch_warnings():  # its import warns about IPython and `is` literals
-        warnings.simplefilter("ignore")
-        import fasttreeshap_fixed as fts
-
-    booster = lgb.Booster(model_str=bundle.model_text)
-    matrix = model_matrix(frame, bundle.feature_names)
-    raw = booster.predict(matrix, raw_score=True)
-    contrib = booster.predict(matrix, pred_contrib=True)
-    gap = float(np.max(np.abs(contrib.sum(axis=1) - raw), initial=0.0))
-    explainer = fts.TreeExplainer(booster, algorithm="v1", n_jobs=1)
-    phi = np.asarray(explainer.shap_values(matrix, check_additivity=False), dtype=float)
-    if phi.ndim == 3:
-        phi = phi[-1]
-    gap = max(gap, float(np.max(np.abs(phi - contrib[:, :-1]), initial=0.0)))
-    return gap
+    """The serving Scorer's explanation check (TreeSHAP sums vs raw, vs LightGBM's pred_contrib)."""
+    return Scorer(bundle).additivity_error(frame)
 
 
 def gate(

@@ -14,8 +14,6 @@ rate), within [train.min_boost_rounds, train.num_boost_round].
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +22,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from exportguard.digest import json_digest
 from exportguard.features.matrix import model_matrix
 from exportguard.features.registry import BY_NAME, FEATURE_NAMES
 from exportguard.training.config import Params, TrainParams
@@ -52,7 +51,7 @@ class Recipe:
             for n in self.features
         ]
         payload = {"train_params": self.train.model_dump(mode="json"), "features": spec}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return json_digest(payload)[:16]
 
 
 @dataclass

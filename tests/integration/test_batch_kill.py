@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exportguard.serving.batch_store import read_batch_output
+from exportguard.batch.store import read_batch_output
 
 from factories import make_feature_table
 

@@ -10,15 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exportguard.bundle import load_bundle, sha256_file, write_bundle
+from exportguard.batch import rows as batch_rows
+from exportguard.batch.run import BatchConfig, run_batch
+from exportguard.batch.store import read_batch_output
 from exportguard.cli import main
+from exportguard.digest import sha256_file
 from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving import batch_rows
-from exportguard.serving.batch import BatchConfig, run_batch
-from exportguard.serving.batch_store import read_batch_output
-from exportguard.serving.scorer import Scorer
+from exportguard.monitoring.reference import reference_distributions
+from exportguard.scoring.bundle import load_bundle, write_bundle
+from exportguard.scoring.scorer import Scorer
 from exportguard.serving.snapshot import load_snapshot
-from exportguard.training.reference import reference_distributions
 
 from factories import make_feature_table
 
@@ -98,7 +99,7 @@ def test_resume_skips_finished_chunks_and_rerun_is_idempotent(tiny_bundle, tmp_p
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("exportguard.serving.batch.process_chunk", failing)
+    monkeypatch.setattr("exportguard.batch.run.process_chunk", failing)
     with pytest.raises(KeyboardInterrupt):
         run_batch(path, config, pd.Timestamp(AS_OF))
     assert not (tmp_path / "out" / "runs").exists()
@@ -108,7 +109,7 @@ def test_resume_skips_finished_chunks_and_rerun_is_idempotent(tiny_bundle, tmp_p
         counted.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("exportguard.serving.batch.process_chunk", counting)
+    monkeypatch.setattr("exportguard.batch.run.process_chunk", counting)
     manifest = run_batch(path, config, pd.Timestamp(AS_OF))
     assert len(counted) == 3  # six chunks, three already finished
     out = read_batch_output(tmp_path / "out")

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exportguard.bundle import BundleError, load_bundle
+from exportguard.batch.run import BatchConfig, run_batch
+from exportguard.batch.spark import bundle_bytes, scorer_from_bytes
+from exportguard.batch.store import read_batch_output
 from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving.batch import BatchConfig, run_batch
-from exportguard.serving.batch_spark import bundle_bytes, scorer_from_bytes
-from exportguard.serving.batch_store import read_batch_output
+from exportguard.scoring.bundle import BundleError, load_bundle
 
 from factories import make_feature_table
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from serving_support import AUTH, running_app, service_env
 
+from exportguard.batch.store import read_batch_output
 from exportguard.cli import main
 from exportguard.features.compute import account_features, features_at
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.features.tables import RawTables
-from exportguard.serving.batch_store import read_batch_output
 from exportguard.synth.world import generate_world
 
 pytestmark = pytest.mark.slow

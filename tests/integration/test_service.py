@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from serving_support import AUTH, OTHER_TOKEN, account_rows, rows_frame, running_app, service_env
 
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
+from exportguard.scoring.scorer import Scorer
 from exportguard.serving.schemas import MAX_ACCOUNTS, MAX_BODY_BYTES
-from exportguard.serving.scorer import Scorer
 from exportguard.serving.snapshot import write_snapshot
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

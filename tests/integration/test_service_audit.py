@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from serving_support import AUTH, OTHER_TOKEN, account_rows, rows_frame, running_app, service_env
 
-from exportguard.bundle import BundleError
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.scoring.bundle import BundleError
 from exportguard.serving.audit import verify
 from exportguard.serving.engine import Engine, RequestFailed, RequestInfo, StartupError
 from exportguard.serving.schemas import ScoreAccountsRequest, ScoreRequest
@@ -127,7 +127,7 @@ def test_tampered_bundle_never_becomes_ready(tiny_bundle: Path, tmp_path: Path) 
 def test_failed_additivity_check_refuses_to_start(
     tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from exportguard.serving.scorer import Scorer
+    from exportguard.scoring.scorer import Scorer
 
     monkeypatch.setattr(Scorer, "additivity_error", lambda self, frame: 0.5)
     engine = Engine(_settings(tiny_bundle, tmp_path))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exportguard.bundle import load_bundle
 from exportguard.cli import main
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.scoring.bundle import load_bundle
 
 PARAMS = """
 examples: {unreviewed: {ratio: 2.0}}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exportguard.serving.drift import (
+from exportguard.monitoring.drift import (
     band_rises,
     bin_counts,
     drift_section,
@@ -14,7 +14,7 @@ from exportguard.serving.drift import (
     merge_stats,
     psi,
 )
-from exportguard.training.reference import distribution
+from exportguard.monitoring.reference import distribution
 
 
 def test_same_population_has_near_zero_psi_and_binning_matches_training():

@@ -7,8 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving.batch_rows import (
+from exportguard.batch.rows import (
     RunInfo,
     output_schema,
     process_chunk,
@@ -16,7 +15,8 @@ from exportguard.serving.batch_rows import (
     quarantine_schema,
     reason_columns,
 )
-from exportguard.serving.scorer import Scorer
+from exportguard.features.registry import FEATURE_NAMES
+from exportguard.scoring.scorer import Scorer
 
 from factories import make_feature_table
 

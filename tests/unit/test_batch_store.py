@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from exportguard.serving.batch_store import BatchError, Staging, read_batch_output, run_id_for
+from exportguard.batch.store import BatchError, Staging, read_batch_output, run_id_for
 
 SCHEMA = pa.schema([pa.field("account_id", pa.string()), pa.field("score", pa.float64())])
 QSCHEMA = pa.schema([pa.field("input_row", pa.int64())])

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from exportguard.bundle import (
+from exportguard.batch.run import BatchConfig, plan_run
+from exportguard.scoring.bundle import (
     BundleError,
     bundle_digest,
     load_bundle,
     section_hashes,
 )
-from exportguard.serving.batch import BatchConfig, plan_run
 
 from factories import make_feature_table
 

@@ -9,10 +9,10 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from exportguard.bundle import BundleError, load_bundle
 from exportguard.features.matrix import model_matrix
 from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving.scorer import V2_MIN_ROWS, Scorer
+from exportguard.scoring.bundle import BundleError, load_bundle
+from exportguard.scoring.scorer import V2_MIN_ROWS, Scorer
 
 from factories import make_feature_table
 

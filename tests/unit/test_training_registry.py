@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from training_data import END, make_examples, make_population, small_params
 
-from exportguard.bundle import load_bundle
 from exportguard.cli import main
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.scoring.bundle import load_bundle
 from exportguard.training.promote import gate, promote
 from exportguard.training.tracking import connect, log_run
 

@@ -21,7 +21,6 @@ arguments resumes the same staging dir.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exportguard.bundle import sha256_file
+from exportguard.digest import json_digest, sha256_file
 from exportguard.errors import ExportguardError
 from exportguard.fileio import atomic_write
 
@@ -50,8 +49,7 @@ class BatchError(ExportguardError, ValueError):
 
 def run_id_for(params: dict[str, Any]) -> str:
     """A short digest of the parameters that determine a run's output."""
-    text = json.dumps({"format": FORMAT_VERSION, **params}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_digest({"format": FORMAT_VERSION, **params})[:16]
 
 
 def atomic_json(path: Path, data: Any) -> None:

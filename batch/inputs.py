@@ -8,7 +8,6 @@ candidates, so memory stays small even for tens of millions of accounts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -20,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from exportguard.bundle import sha256_file
+from exportguard.batch.rows import ID
+from exportguard.batch.store import BatchError
+from exportguard.digest import sha256_file
 from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving.batch_rows import ID
-from exportguard.serving.batch_store import BatchError
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +93,6 @@ def _file_as_of(pf: pq.ParquetFile, path: Path) -> pd.Timestamp | None:
 def fingerprint_file(path: Path) -> str:
     """sha256 of the input file's bytes: the run id changes when the input does."""
     return sha256_file(path)
-
-
-def fingerprint_dir(path: Path) -> str:
-    """sha256 over the relative name and sha256 of every file under a data directory."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path).as_posix()}:{sha256_file(f)}\n".encode())
-    return h.hexdigest()
 
 
 def _hashes(ids: pa.Array) -> np.ndarray:

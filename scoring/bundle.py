@@ -21,18 +21,17 @@ makes a bundle with a new sha256, which is what serving and batch report).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from exportguard.errors import ExportguardError
+from exportguard.digest import json_digest, lines_digest, sha256_file
+from exportguard.errors import BundleError
 from exportguard.features.policy import Policy
 from exportguard.fileio import atomic_write_text
+from exportguard.scoring.calibration import Bands, Calibration
 
 log = logging.getLogger(__name__)
 
@@ -43,103 +42,22 @@ BUNDLE_FILES = (
     "reference.json",
     "policy.json",
 )
-BAND_NAMES = ("high", "review", "low")
 #: Version 2 hashes every metadata key and carries policy.json; version 1 hashed files only.
 FORMAT_VERSION = 2
 #: metadata keys write_bundle computes itself (everything else is a hashed section)
 DERIVED_KEYS = ("files", "sections", "bundle_sha256", "format_version")
 
 
-class BundleError(ExportguardError, ValueError):
-    """A model bundle is missing, incomplete, tampered with or inconsistent."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
 def section_hashes(metadata: dict[str, Any]) -> dict[str, str]:
     """sha256 of each metadata key's canonical JSON (derived keys excluded)."""
-    return {
-        key: hashlib.sha256(_canonical(value)).hexdigest()
-        for key, value in metadata.items()
-        if key not in DERIVED_KEYS
-    }
+    return {key: json_digest(value) for key, value in metadata.items() if key not in DERIVED_KEYS}
 
 
 def bundle_digest(file_hashes: dict[str, str], sections: dict[str, str]) -> str:
     """One sha256 over the sorted `file name:hash` and `meta key:hash` lines."""
-    lines = [f"file {name}:{file_hashes[name]}\n" for name in sorted(file_hashes)]
-    lines += [f"meta {key}:{sections[key]}\n" for key in sorted(sections)]
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-CALIBRATION_METHODS = ("isotonic", "platt")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A monotone raw-score -> probability map stored as knots and applied with np.interp.
-
-    `method` records how the knots were fitted: "isotonic" (np.interp reproduces sklearn's
-    predict exactly) or "platt" (a sigmoid tabulated on a dense grid of raw scores).
-    """
-
-    x: tuple[float, ...]
-    y: tuple[float, ...]
-    method: str = "isotonic"
-
-    def __post_init__(self) -> None:
-        if self.method not in CALIBRATION_METHODS:
-            raise BundleError(f"unsupported calibration method {self.method!r}")
-        if len(self.x) != len(self.y) or len(self.x) < 2:
-            raise BundleError("calibration needs two or more (x, y) knots of equal count")
-        if any(b < a for a, b in zip(self.x, self.x[1:], strict=False)):
-            raise BundleError("calibration x knots must be non-decreasing")
-        if any(b < a for a, b in zip(self.y, self.y[1:], strict=False)) or not (
-            0.0 <= self.y[0] and self.y[-1] <= 1.0
-        ):
-            raise BundleError("calibration y knots must be non-decreasing probabilities")
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        return np.interp(np.asarray(raw, dtype=float), self.x, self.y)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "x": list(self.x), "y": list(self.y)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Calibration:
-        if data.get("method") not in CALIBRATION_METHODS:
-            raise BundleError(f"unsupported calibration method {data.get('method')!r}")
-        return cls(
-            tuple(float(v) for v in data["x"]),
-            tuple(float(v) for v in data["y"]),
-            str(data["method"]),
-        )
-
-
-@dataclass(frozen=True)
-class Bands:
-    """Probability thresholds: >= high -> 'high', >= review -> 'review', else 'low'."""
-
-    high: float
-    review: float
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.review <= self.high <= 1.0:
-            raise BundleError(f"band thresholds must satisfy 0 <= review <= high <= 1, got {self}")
-
-    def assign(self, prob: np.ndarray) -> np.ndarray:
-        prob = np.asarray(prob, dtype=float)
-        return np.where(prob >= self.high, "high", np.where(prob >= self.review, "review", "low"))
+    lines = [f"file {name}:{file_hashes[name]}" for name in sorted(file_hashes)]
+    lines += [f"meta {key}:{sections[key]}" for key in sorted(sections)]
+    return lines_digest(lines)
 
 
 @dataclass(frozen=True)

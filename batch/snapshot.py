@@ -10,7 +10,6 @@ holds the feature table (not the scores) in memory once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,19 +20,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exportguard.batch.rows import ID, ROW
+from exportguard.batch.store import BatchError
+from exportguard.digest import data_fingerprint, json_digest
 from exportguard.features.policy import Policy, load_policy_file, policy_differences
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.fileio import atomic_write
-from exportguard.serving.batch_input import fingerprint_dir
-from exportguard.serving.batch_rows import ID, ROW
-from exportguard.serving.batch_store import BatchError
 
 log = logging.getLogger(__name__)
 
 
 def model_policy(model: Path, params: Path | None) -> Policy:
     """The policy the model was trained with; a params file may only restate it."""
-    from exportguard.bundle import load_bundle
+    from exportguard.scoring.bundle import load_bundle
 
     trained = load_bundle(Path(model)).policy
     if params is None:
@@ -67,16 +66,13 @@ def features_from_data(
             raise BatchError(
                 f"{data_dir}: no --as-of given and the data has no activity to infer it from"
             )
-    digest = hashlib.sha256(
-        json.dumps(
-            {
-                "data": fingerprint_dir(Path(data_dir)),
-                "as_of": pd.Timestamp(as_of).isoformat(),
-                "policy": policy.model_dump(mode="json"),
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+    digest = json_digest(
+        {
+            "data": data_fingerprint(Path(data_dir)),
+            "as_of": pd.Timestamp(as_of).isoformat(),
+            "policy": policy.model_dump(mode="json"),
+        }
+    )
     path = Path(out) / "_staging" / f"features-{digest[:16]}.parquet"
     if path.is_file():
         log.info("reusing features computed earlier for this data and as-of time: %s", path)

@@ -23,24 +23,24 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from exportguard.bundle import Bundle, load_bundle
-from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving.batch_input import (
+from exportguard.batch.inputs import (
     InputInfo,
     duplicate_ids,
     fingerprint_file,
     inspect_input,
 )
-from exportguard.serving.batch_rows import (
+from exportguard.batch.rows import (
     ID,
     RunInfo,
     output_schema,
     process_chunk,
     quarantine_schema,
 )
-from exportguard.serving.batch_store import BatchError, Staging, atomic_json, run_id_for
-from exportguard.serving.drift import chunk_stats
-from exportguard.serving.scorer import Scorer
+from exportguard.batch.store import BatchError, Staging, atomic_json, run_id_for
+from exportguard.features.registry import FEATURE_NAMES
+from exportguard.monitoring.drift import chunk_stats
+from exportguard.scoring.bundle import Bundle, load_bundle
+from exportguard.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def run_batch(
     source: str | None = None,
 ) -> dict[str, Any]:
     """Score a feature table into OUT and commit it; returns the run's manifest."""
-    from exportguard.serving.batch_commit import finalize
+    from exportguard.batch.commit import finalize
 
     plan = plan_run(features, config, as_of, fingerprint, source)
     done = plan.staging.committed()
@@ -164,7 +164,7 @@ def run_batch(
         config.engine,
     )
     if config.engine == "spark":
-        from exportguard.serving.batch_spark import score_spark
+        from exportguard.batch.spark import score_spark
 
         metas = score_spark(plan)
     else:

@@ -1,4 +1,4 @@
-"""One Scorer for the HTTP service and batch rescoring: score, band and exact TreeSHAP reasons.
+"""One Scorer for training, the HTTP service and batch rescoring: score, band, exact TreeSHAP.
 
 Path: features in the declared order -> model matrix (shared encoding with training) ->
 LightGBM raw score (log-odds) -> isotonic calibration -> band -> exact TreeSHAP
@@ -19,32 +19,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import Bundle, BundleError, load_bundle
 from exportguard.features.matrix import encode_missing, feature_values
-from exportguard.features.registry import BY_NAME, FEATURE_NAMES, Feature
+from exportguard.features.registry import BY_NAME, FEATURE_NAMES
+from exportguard.scoring.bundle import Bundle, BundleError, load_bundle
+from exportguard.scoring.reasons import Reason, reason_lists, top_k
 
 log = logging.getLogger(__name__)
 
 #: Below this many rows FastTreeSHAP v1 is used (v2 pays a per-call precomputation).
 V2_MIN_ROWS = 2000
-
-
-@dataclass(frozen=True)
-class Reason:
-    feature: str
-    family: str
-    value: float | None
-    contribution: float
-    sentence: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "feature": self.feature,
-            "family": self.family,
-            "value": self.value,
-            "contribution": self.contribution,
-            "sentence": self.sentence,
-        }
 
 
 @dataclass(frozen=True)
@@ -82,30 +65,10 @@ class ScoreBatch:
         """
         if self.contributions is None:
             raise ValueError("scores were computed without explanations")
-        contrib = self.contributions[rows]
-        k_eff = min(k, contrib.shape[1])
-        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k_eff]
-        top = np.take_along_axis(contrib, order, axis=1)
-        keep = np.cumprod(top > 0, axis=1).astype(bool)
-        values = np.take_along_axis(self.values[rows], order, axis=1)
-        return order, top, keep, values
+        return top_k(self.contributions[rows], self.values[rows], k)
 
     def _top_reasons(self, rows: slice, k: int) -> list[list[Reason]]:
-        order, top, keep, values = self.top_reason_arrays(k, rows)
-        feats: list[Feature] = [BY_NAME[name] for name in self.feature_names]
-        out = []
-        for cols, contribs, kept, vals in zip(
-            order.tolist(), top.tolist(), keep.tolist(), values.tolist(), strict=True
-        ):
-            reasons = []
-            for j, c, ok, v in zip(cols, contribs, kept, vals, strict=True):
-                if not ok:
-                    break
-                feat = feats[j]
-                value = None if v != v else v  # v != v only for NaN (missing)
-                reasons.append(Reason(feat.name, feat.family, value, c, feat.describe(value)))
-            out.append(reasons)
-        return out
+        return reason_lists(self.feature_names, *self.top_reason_arrays(k, rows))
 
     def family_contributions(self, i: int) -> dict[str, float]:
         """Contributions summed per feature family (log-odds)."""
@@ -191,10 +154,22 @@ class Scorer:
             contrib, base = self.contributions(matrix)
         return ScoreBatch(self.feature_names, values, raw, prob, band, contrib, base)
 
+    def raw_scores(self, features: pd.DataFrame) -> np.ndarray:
+        """Raw scores (log-odds) of a feature table, no explanations: what training evaluates."""
+        return self.score(features, explain=False).raw
+
     def additivity_error(self, features: pd.DataFrame) -> float:
-        """Largest |sum(contributions) + base - raw| over the rows (should be ~1e-12)."""
+        """Largest gap, over the rows, of the explanations every reason relies on.
+
+        Two checks: the served TreeSHAP contributions plus the base value add up to the raw
+        score, and they equal LightGBM's own `pred_contrib` (an independent exact TreeSHAP).
+        Should be ~1e-12; training's promotion gate and the service's warm-up both use it.
+        """
         batch = self.score(features, explain=True)
         if len(batch) == 0:
             return 0.0
         assert batch.contributions is not None
-        return float(np.max(np.abs(batch.contributions.sum(axis=1) + batch.base_value - batch.raw)))
+        gap = float(np.max(np.abs(batch.contributions.sum(axis=1) + batch.base_value - batch.raw)))
+        matrix = encode_missing(batch.values, self.feature_names)
+        reference = self.booster.predict(matrix, pred_contrib=True, num_threads=self.n_jobs)
+        return max(gap, float(np.max(np.abs(batch.contributions - reference[:, :-1]))))

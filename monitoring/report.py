@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from exportguard.bundle import BAND_NAMES
 from exportguard.fileio import atomic_write
-from exportguard.serving.drift import SCORE_BINS
+from exportguard.monitoring.drift import SCORE_BINS
+from exportguard.scoring.calibration import BAND_NAMES
 
 log = logging.getLogger(__name__)
 

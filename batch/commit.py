@@ -18,9 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exportguard.bundle import sha256_file
-from exportguard.serving.batch_rows import ID, QUARANTINE_REASON, quarantine_schema
-from exportguard.serving.batch_store import (
+from exportguard.batch.rows import ID, QUARANTINE_REASON, quarantine_schema
+from exportguard.batch.store import (
     FORMAT_VERSION,
     LOCK,
     MANIFEST,
@@ -28,7 +27,8 @@ from exportguard.serving.batch_store import (
     atomic_write,
     committed_runs,
 )
-from exportguard.serving.drift import band_rises, drift_section, merge_stats
+from exportguard.digest import sha256_file
+from exportguard.monitoring.drift import band_rises, drift_section, merge_stats
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _merge_quarantine(base: Path, metas: list[dict[str, Any]]) -> dict[str, Any]
 
 def _band_changes(plan: Any, base: Path, metas: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Compare bands with the latest committed run in OUT (None if there is none)."""
-    from exportguard.serving.batch_store import read_batch_output
+    from exportguard.batch.store import read_batch_output
 
     previous = [m for m in committed_runs(plan.config.out) if m["run_id"] != plan.info.run_id]
     if not previous:
@@ -94,7 +94,7 @@ def _band_changes(plan: Any, base: Path, metas: list[dict[str, Any]]) -> dict[st
 
 def finalize(plan: Any, metas: list[dict[str, Any]]) -> dict[str, Any]:
     """Check, report and commit a run whose chunks are all finished; returns the manifest."""
-    from exportguard.serving.drift_report import log_to_mlflow, write_report
+    from exportguard.monitoring.report import log_to_mlflow, write_report
 
     base = plan.staging.dir
     rows_in = sum(m["rows_in"] for m in metas)

@@ -29,24 +29,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import (
-    BUNDLE_FILES,
-    BundleError,
-    bundle_digest,
-    load_bundle,
-    section_hashes,
-)
-from exportguard.features.registry import FEATURE_NAMES
-from exportguard.serving.batch_rows import (
+from exportguard.batch.rows import (
     ID,
     RunInfo,
     output_schema,
     process_chunk,
     quarantine_schema,
 )
-from exportguard.serving.batch_store import Staging
-from exportguard.serving.drift import chunk_stats
-from exportguard.serving.scorer import Scorer
+from exportguard.batch.store import Staging
+from exportguard.features.registry import FEATURE_NAMES
+from exportguard.monitoring.drift import chunk_stats
+from exportguard.scoring.bundle import (
+    BUNDLE_FILES,
+    BundleError,
+    bundle_digest,
+    load_bundle,
+    section_hashes,
+)
+from exportguard.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def spark_session(master: str | None = None) -> Any:
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        from exportguard.serving.batch_store import BatchError
+        from exportguard.batch.store import BatchError
 
         raise BatchError(
             "--engine spark needs pyspark (pip install 'exportguard[spark]') and Java 17+"

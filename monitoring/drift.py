@@ -2,7 +2,7 @@
 
 Statistics are counted per chunk (so a resumed run does not re-read finished chunks) and
 merged at the end. The training reference is the bundle's `reference.json` as written by
-`exportguard.training.reference`:
+`exportguard.monitoring.reference`:
 
     {"features": {name: {"edges": [...], "proportions": [...], "missing": share}, ...},
      "score": {"edges": [...], "proportions": [...], "missing": 0.0}}
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exportguard.bundle import BAND_NAMES
+from exportguard.scoring.calibration import BAND_NAMES
 
 log = logging.getLogger(__name__)
 

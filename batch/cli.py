@@ -26,14 +26,14 @@ def _share(text: str) -> float:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from exportguard.errors import ExportguardError
-    from exportguard.features.contract import parse_as_of
-    from exportguard.serving.batch import BatchConfig, run_batch
-    from exportguard.serving.batch_snapshot import (
+    from exportguard.batch.run import BatchConfig, run_batch
+    from exportguard.batch.snapshot import (
         features_from_data,
         model_policy,
         snapshot_from_run,
     )
+    from exportguard.errors import ExportguardError
+    from exportguard.features.contract import parse_as_of
 
     if args.features is None and args.data is None:
         raise ExportguardError("give either --features FILE or --data DIR (with --as-of T)")

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from exportguard.features.registry import BY_NAME, FEATURE_NAMES, feature_bounds
-from exportguard.serving.scorer import ScoreBatch, Scorer
+from exportguard.scoring.scorer import ScoreBatch, Scorer
 
 ID = "account_id"
 ROW = "input_row"
