@@ -34,6 +34,7 @@ def _batch(args: argparse.Namespace) -> int:
     )
     from exportguard.errors import ExportguardError
     from exportguard.features.contract import parse_as_of
+    from exportguard.scoring.bundle import checked_bundle
 
     if args.features is None and args.data is None:
         raise ExportguardError("give either --features FILE or --data DIR (with --as-of T)")
@@ -49,8 +50,9 @@ def _batch(args: argparse.Namespace) -> int:
         spark_master=args.spark_master,
     )
     as_of = parse_as_of(args.as_of) if args.as_of else None
+    bundle = checked_bundle(config.model)  # hashes and feature spec, before any work
     if args.data is not None:
-        policy = model_policy(config.model, args.params)
+        policy = model_policy(bundle, args.params)
         features, as_of, fingerprint = features_from_data(
             args.data, as_of, policy, args.out, config.chunk_rows
         )
@@ -66,7 +68,9 @@ def _batch(args: argparse.Namespace) -> int:
             from exportguard.serving.snapshot import default_store
 
             store = default_store()
-        snapshot_from_run(Path(manifest["input"]["path"]), run_dir, store)
+        snapshot_from_run(
+            Path(manifest["input"]["path"]), run_dir, store, bundle.metadata["feature_spec"]
+        )
     if args.data is not None:  # the cached feature table is only needed until here
         Path(manifest["input"]["path"]).unlink(missing_ok=True)
     c = manifest["counts"]

@@ -39,7 +39,7 @@ from exportguard.batch.rows import (
 from exportguard.batch.store import BatchError, Staging, atomic_json, run_id_for
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.monitoring.drift import chunk_stats
-from exportguard.scoring.bundle import Bundle, load_bundle
+from exportguard.scoring.bundle import Bundle, checked_bundle
 from exportguard.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def plan_run(
     source: str | None = None,
 ) -> Plan:
     """Check the model and the input, settle the as-of time and derive the run id."""
-    bundle = load_bundle(Path(config.model), expected_features=FEATURE_NAMES)
+    bundle = checked_bundle(Path(config.model))  # hashes, feature list and feature spec
     info = inspect_input(Path(features))
     if as_of is not None and info.as_of is not None and pd.Timestamp(as_of) != info.as_of:
         raise BatchError(

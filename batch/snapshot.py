@@ -26,22 +26,21 @@ from exportguard.digest import data_fingerprint, json_digest
 from exportguard.features.policy import Policy, load_policy_file, policy_differences
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.fileio import atomic_write
+from exportguard.scoring.bundle import Bundle
 
 log = logging.getLogger(__name__)
 
 
-def model_policy(model: Path, params: Path | None) -> Policy:
+def model_policy(bundle: Bundle, params: Path | None) -> Policy:
     """The policy the model was trained with; a params file may only restate it."""
-    from exportguard.scoring.bundle import load_bundle
-
-    trained = load_bundle(Path(model)).policy
+    trained = bundle.policy
     if params is None:
         return trained
     given = load_policy_file(params)
     differ = policy_differences(given, trained)
     if differ:
         raise BatchError(
-            f"{params}: policy key(s) {differ} differ from the policy the model at {model} was "
+            f"{params}: policy key(s) {differ} differ from the policy the model at {bundle.path} was "
             "trained with; its features would not be the model's (drop --params to use the "
             "model's policy, or retrain with this one)"
         )
@@ -90,8 +89,11 @@ def features_from_data(
     return path, pd.Timestamp(as_of), digest
 
 
-def snapshot_from_run(features: Path, run_dir: Path, store: Path) -> Path:
-    """Write the committed run's scored accounts' features as the latest online snapshot."""
+def snapshot_from_run(
+    features: Path, run_dir: Path, store: Path, feature_spec: dict[str, Any]
+) -> Path:
+    """Write the committed run's scored accounts' features as the latest online snapshot
+    (recording the feature spec of the model that scored them)."""
     from exportguard.serving.snapshot import write_snapshot
 
     manifest: dict[str, Any] = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -104,4 +106,5 @@ def snapshot_from_run(features: Path, run_dir: Path, store: Path) -> Path:
         Path(store),
         pd.Timestamp(manifest["as_of"]),
         source=f"batch run {manifest['run_id']} ({manifest['input']['source']})",
+        feature_spec=feature_spec,
     )

@@ -43,7 +43,7 @@ from exportguard.scoring.bundle import (
     BUNDLE_FILES,
     BundleError,
     bundle_digest,
-    load_bundle,
+    checked_bundle,
     section_hashes,
 )
 from exportguard.scoring.scorer import Scorer
@@ -77,7 +77,7 @@ def scorer_from_bytes(files: dict[str, bytes], expected_sha256: str, threads: in
         tmp = Path(tempfile.mkdtemp(prefix="exportguard-bundle-"))
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-        bundle = load_bundle(tmp, expected_features=FEATURE_NAMES)
+        bundle = checked_bundle(tmp)
         if bundle.sha256 != expected_sha256:
             raise BundleError(f"bundle unpacked at {tmp} has sha256 {bundle.sha256[:12]}…")
         _SCORERS[expected_sha256] = Scorer(bundle, n_jobs=threads)

@@ -69,3 +69,13 @@ def activity_horizon(frames: dict[str, pd.DataFrame | None]) -> Horizon | None:
             end, stray, latest = _bulk_end(df[col])
             return Horizon(end, table, stray, latest, end)
     return None
+
+
+def horizon_rule() -> dict[str, object]:
+    """The horizon definition as data: pinned in a model's feature spec (scoring.spec)."""
+    return {
+        "rule": "end of the bulk of api_usage (latest hour not cut off by a silence)",
+        "stray_gap_hours": STRAY_GAP / pd.Timedelta(hours=1),
+        "stray_max_share": STRAY_MAX_SHARE,
+        "fallback": [f"{table}.{column}" for table, column in FALLBACK_ACTIVITY],
+    }

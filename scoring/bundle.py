@@ -7,7 +7,8 @@ A bundle is a directory (by default `models/champion/`) holding
 - `features.json`    the feature list the model was trained on, in column order,
 - `reference.json`   training-time reference distributions (drift reports),
 - `policy.json`      the export-control policy the model's features were computed with,
-- `metadata.json`    name, version, run id, bands, metrics, the sha256 of each file above
+- `metadata.json`    name, version, run id, bands, metrics, the feature spec
+                     (`scoring.spec`: feature definitions, policy, horizon rule), the sha256 of each file above
                      and the sha256 of every other metadata key (its "sections").
 
 `load_bundle` recomputes every hash before anything is parsed, so a tampered or
@@ -32,6 +33,7 @@ from exportguard.errors import BundleError
 from exportguard.features.policy import Policy
 from exportguard.fileio import atomic_write_text
 from exportguard.scoring.calibration import Bands, Calibration
+from exportguard.scoring.spec import check_spec, feature_records, feature_spec
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ BUNDLE_FILES = (
 FORMAT_VERSION = 2
 #: metadata keys write_bundle computes itself (everything else is a hashed section)
 DERIVED_KEYS = ("files", "sections", "bundle_sha256", "format_version")
+#: hashed sections write_bundle derives from its arguments (never copied from old metadata)
+COMPUTED_SECTIONS = ("bands", "feature_spec")
 
 
 def section_hashes(metadata: dict[str, Any]) -> dict[str, str]:
@@ -114,6 +118,7 @@ def write_bundle(
         hashes[name] = sha256_file(out_dir / name)
     meta = {k: v for k, v in metadata.items() if k not in DERIVED_KEYS}
     meta["bands"] = {"high": bands.high, "review": bands.review}
+    meta["feature_spec"] = feature_spec(features, policy)
     meta = json.loads(json.dumps(meta))  # hash exactly what load_bundle will read back
     sections = section_hashes(meta)
     meta.update(
@@ -228,3 +233,11 @@ def load_bundle(
         file_hashes=listed,
         sections=sections,
     )
+
+
+def checked_bundle(path: Path | str, policy: Policy | None = None) -> Bundle:
+    """Load a bundle for scoring: hashes verified, then its feature list and feature spec
+    checked against this code (and its policy against `policy`, when one is given)."""
+    bundle = load_bundle(Path(path), expected_features=tuple(r["name"] for r in feature_records()))
+    check_spec(bundle, policy)
+    return bundle

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from exportguard.features.matrix import encode_missing, feature_values
-from exportguard.features.registry import BY_NAME, FEATURE_NAMES
-from exportguard.scoring.bundle import Bundle, BundleError, load_bundle
+from exportguard.features.registry import BY_NAME
+from exportguard.scoring.bundle import Bundle, BundleError, checked_bundle
 from exportguard.scoring.reasons import Reason, reason_lists, top_k
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ class Scorer:
 
     @classmethod
     def from_path(cls, path: str | Path, n_jobs: int = 1) -> Scorer:
-        return cls(load_bundle(Path(path), expected_features=FEATURE_NAMES), n_jobs=n_jobs)
+        """A Scorer of the bundle at `path`, verified and checked against this code's feature spec."""
+        return cls(checked_bundle(Path(path)), n_jobs=n_jobs)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -156,8 +156,7 @@ def serve_environment(args: argparse.Namespace, base: dict[str, str]) -> dict[st
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check everything a worker needs (clear errors here), then replace this process with BentoML."""
-    from exportguard.features.registry import FEATURE_NAMES
-    from exportguard.scoring.bundle import load_bundle
+    from exportguard.scoring.bundle import checked_bundle
     from exportguard.serving.audit import AuditLog
     from exportguard.serving.auth import TokenStore
     from exportguard.serving.balance import TABLE_ENV, balancing_enabled, create_table
@@ -170,7 +169,7 @@ def run_serve(args: argparse.Namespace) -> int:
     connection_limits(env)  # a bad EXPORTGUARD_HEADER_TIMEOUT_S fails here, not in a worker
     if balancing_enabled(env) and args.workers > 1:
         env[TABLE_ENV] = str(create_table(args.port, args.workers))
-    bundle = load_bundle(settings.model_path, expected_features=FEATURE_NAMES)
+    bundle = checked_bundle(settings.model_path)
     AuditLog(settings.audit_log, sync=settings.audit_sync)
     log.info(
         "serving %s v%s (sha256 %s) on http://%s:%d with %d worker(s), %d token(s); "

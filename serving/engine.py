@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from exportguard.features.registry import BY_NAME, FEATURE_NAMES, FEATURES, feature_bounds
+from exportguard.scoring.bundle import Bundle
 from exportguard.scoring.scorer import ScoreBatch, Scorer
 from exportguard.serving.audit import AuditError, AuditLog
 from exportguard.serving.schemas import (
@@ -98,6 +99,22 @@ def warmup_table(n: int = 64, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(data, columns=list(FEATURE_NAMES))
 
 
+def spec_mismatch(snapshot: Snapshot, bundle: Bundle) -> str | None:
+    """Why the snapshot's features are not the model's (None when they are)."""
+    ours, theirs = bundle.metadata.get("feature_spec") or {}, snapshot.feature_spec or {}
+    where = f"the feature snapshot at {snapshot.path} (as of {snapshot.as_of.isoformat()})"
+    if not theirs:
+        return f"{where} records no feature spec (written by an older release); rerun batch"
+    for key, what in (("registry_sha256", "feature definitions"), ("policy_sha256", "policy")):
+        if theirs.get(key) != ours.get(key):
+            return (
+                f"{where} was computed with another {what} than model {bundle.name} "
+                f"v{bundle.version} ({key} {str(theirs.get(key))[:12]}… vs {str(ours.get(key))[:12]}…); "
+                "rerun batch with this model"
+            )
+    return None
+
+
 class Engine:
     """Holds the verified Scorer, the audit log and the (lazily reloaded) feature snapshot."""
 
@@ -162,10 +179,15 @@ class Engine:
         with self._snapshot_lock:
             if self._snapshot is None or key != self._snapshot_key:
                 try:
-                    self._snapshot = load_snapshot(self.settings.feature_store)
+                    snapshot = load_snapshot(self.settings.feature_store)
                 except SnapshotError as exc:
                     self._snapshot = None
                     raise RequestFailed(503, "no_snapshot", str(exc)) from None
+                mismatch = spec_mismatch(snapshot, self._require_ready().bundle)
+                if mismatch:
+                    self._snapshot = None
+                    raise RequestFailed(503, "snapshot_mismatch", mismatch)
+                self._snapshot = snapshot
                 self._snapshot_key = key
                 log.info(
                     "loaded feature snapshot as of %s (%d accounts)",
@@ -338,6 +360,7 @@ class Engine:
             else {},
             bands={"high": b.bands.high, "review": b.bands.review},
             features=features,
+            feature_spec=dict(b.metadata["feature_spec"]),
             limits={
                 "max_accounts": MAX_ACCOUNTS,
                 "max_body_bytes": MAX_BODY_BYTES,

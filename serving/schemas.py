@@ -153,4 +153,5 @@ class MetadataResponse(BaseModel):
     metrics: dict[str, Any]
     bands: dict[str, float]
     features: list[FeatureInfo]
+    feature_spec: dict[str, Any]
     limits: dict[str, int]

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,7 @@ class Snapshot:
     source: str
     written_at: str
     path: Path
+    feature_spec: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -100,8 +102,19 @@ def _validate_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_snapshot(frame: pd.DataFrame, store: Path, as_of: pd.Timestamp, source: str) -> Path:
-    """Atomically replace the store's latest snapshot; returns the parquet path."""
+def write_snapshot(
+    frame: pd.DataFrame,
+    store: Path,
+    as_of: pd.Timestamp,
+    source: str,
+    *,
+    feature_spec: dict[str, Any],
+) -> Path:
+    """Atomically replace the store's latest snapshot; returns the parquet path.
+
+    `feature_spec` is the spec (`scoring.spec`) of the model the features were computed for:
+    the service refuses to score a snapshot computed under another spec.
+    """
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     clean = _validate_frame(frame)
@@ -113,6 +126,7 @@ def write_snapshot(frame: pd.DataFrame, store: Path, as_of: pd.Timestamp, source
         "rows": len(clean),
         "sha256": sha256_file(data_path),
         "source": str(source),
+        "feature_spec": feature_spec,
         "written_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     text = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -157,4 +171,5 @@ def load_snapshot(store: Path | None = None) -> Snapshot:
         source=str(manifest.get("source", "")),
         written_at=str(manifest.get("written_at", "")),
         path=store,
+        feature_spec=manifest.get("feature_spec"),
     )

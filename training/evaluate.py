@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from exportguard.errors import ExportguardError
-from exportguard.features.registry import FEATURE_NAMES
-from exportguard.scoring.bundle import load_bundle
+from exportguard.scoring.bundle import checked_bundle
 from exportguard.scoring.scorer import Scorer
 from exportguard.training.baselines import LogisticBaseline, red_flag_count
 from exportguard.training.config import Params
@@ -32,12 +31,14 @@ log = logging.getLogger(__name__)
 REPRODUCE_TOLERANCE = 1e-9
 
 
-def _read_run_dir(run_dir: Path) -> tuple[Any, LogisticBaseline, pd.DataFrame, dict[str, Any]]:
+def _read_run_dir(
+    run_dir: Path, params: Params
+) -> tuple[Any, LogisticBaseline, pd.DataFrame, dict[str, Any]]:
     run_dir = Path(run_dir)
     for name in ("bundle", "logistic.json", "population_scores.parquet", "metrics.json"):
         if not (run_dir / name).exists():
             raise ExportguardError(f"{run_dir / name} is missing (write it with `train --out`)")
-    bundle = load_bundle(run_dir / "bundle", expected_features=FEATURE_NAMES)
+    bundle = checked_bundle(run_dir / "bundle", params.policy)
     logistic = LogisticBaseline.from_json(
         json.loads((run_dir / "logistic.json").read_text(encoding="utf-8"))
     )
@@ -57,7 +58,7 @@ def evaluate_run_dir(
     the exported bundle itself, on the population (it must reproduce the training-time
     raw scores) and, with a ground truth, on every never-reviewed account.
     """
-    bundle, logistic, recorded, trained = _read_run_dir(run_dir)
+    bundle, logistic, recorded, trained = _read_run_dir(run_dir, params)
     scorer = Scorer(bundle)  # the serving path: verified bundle, encoding, booster from text
     pop = fs.population.reset_index(drop=True)
     scored = scorer.score(pop, explain=False)

@@ -9,19 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from exportguard.features.policy import Policy
-from exportguard.features.registry import FEATURE_NAMES, FEATURES
-from exportguard.scoring.bundle import DERIVED_KEYS, Bundle, load_bundle, write_bundle
+from exportguard.scoring.bundle import (
+    COMPUTED_SECTIONS,
+    DERIVED_KEYS,
+    Bundle,
+    checked_bundle,
+    write_bundle,
+)
+from exportguard.scoring.spec import feature_records
 from exportguard.training.pipeline import TrainingResult
 
 log = logging.getLogger(__name__)
-
-
-def feature_records() -> list[dict[str, Any]]:
-    """features.json: the declared list, in model column order."""
-    return [
-        {"name": f.name, "family": f.family, "doc": f.doc, "monotone": f.monotone, "fmt": f.fmt}
-        for f in FEATURES
-    ]
 
 
 def write_result_bundle(
@@ -54,7 +52,9 @@ def replace_bundle(bundle: Bundle, out_dir: Path, metadata_updates: dict[str, An
     """Export `bundle` (with updated metadata) to `out_dir`, swapping the directory in at once."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    meta = {k: v for k, v in bundle.metadata.items() if k not in (*DERIVED_KEYS, "bands")}
+    meta = {
+        k: v for k, v in bundle.metadata.items() if k not in (*DERIVED_KEYS, *COMPUTED_SECTIONS)
+    }
     meta.update(metadata_updates)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes 0700; serving may run as another user
@@ -68,7 +68,7 @@ def replace_bundle(bundle: Bundle, out_dir: Path, metadata_updates: dict[str, An
         metadata=meta,
         policy=bundle.policy,
     )
-    load_bundle(staging, expected_features=FEATURE_NAMES)  # verify before it becomes visible
+    checked_bundle(staging)  # verify before it becomes visible
     old = out_dir.with_name(f".{out_dir.name}.old")
     if old.exists():
         shutil.rmtree(old)
@@ -78,4 +78,4 @@ def replace_bundle(bundle: Bundle, out_dir: Path, metadata_updates: dict[str, An
     if old.exists():
         shutil.rmtree(old)
     log.info("exported %s version %s to %s", bundle.name, meta.get("model_version"), out_dir)
-    return load_bundle(out_dir, expected_features=FEATURE_NAMES)
+    return checked_bundle(out_dir)

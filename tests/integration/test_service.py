@@ -16,10 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving_support import AUTH, OTHER_TOKEN, account_rows, rows_frame, running_app, service_env
 
+from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES, FEATURES
 from exportguard.scoring.scorer import Scorer
+from exportguard.scoring.spec import code_spec
 from exportguard.serving.schemas import MAX_ACCOUNTS, MAX_BODY_BYTES
 from exportguard.serving.snapshot import write_snapshot
+
+#: the feature spec of the test bundle (the default policy)
+SPEC = code_spec(Policy())
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -168,7 +173,9 @@ def test_omitted_and_null_features_are_scored_as_missing(client: Any, scorer: Sc
 
 def test_score_accounts_uses_the_snapshot_and_reports_unknown_ids(client: Any, work: Path) -> None:
     rows = account_rows(6, seed=21)
-    write_snapshot(rows_frame(rows), work / "store", pd.Timestamp("2026-06-01"), "test")
+    write_snapshot(
+        rows_frame(rows), work / "store", pd.Timestamp("2026-06-01"), "test", feature_spec=SPEC
+    )
     ids = [rows[4]["account_id"], "acc_unknown_1", rows[1]["account_id"]]
     resp = client.post("/score_accounts", json={"account_ids": ids, "explain": True}, headers=AUTH)
     assert resp.status_code == 200, resp.text
@@ -194,8 +201,33 @@ def test_score_accounts_uses_the_snapshot_and_reports_unknown_ids(client: Any, w
         assert via_id["contributions"] == via_values["contributions"]
 
 
+def test_score_accounts_refuses_a_snapshot_of_another_feature_spec(client: Any, work: Path) -> None:
+    rows = account_rows(3, seed=5)
+    other = {**SPEC, "policy_sha256": "0" * 64}  # features computed under another policy
+    write_snapshot(
+        rows_frame(rows), work / "store", pd.Timestamp("2026-06-01"), "t", feature_spec=other
+    )
+    ids = [rows[0]["account_id"]]
+    resp = client.post("/score_accounts", json={"account_ids": ids}, headers=AUTH)
+    assert resp.status_code == 503 and resp.json()["code"] == "snapshot_mismatch"
+    assert "another policy" in resp.json()["error"] and "rerun batch" in resp.json()["error"]
+    meta = client.get("/metadata", headers=AUTH).json()
+    assert meta["feature_spec"] == SPEC
+    write_snapshot(
+        rows_frame(rows), work / "store", pd.Timestamp("2026-06-01"), "t", feature_spec=SPEC
+    )
+    resp = client.post("/score_accounts", json={"account_ids": ids}, headers=AUTH)
+    assert resp.status_code == 200 and len(resp.json()["results"]) == 1
+
+
 def test_score_accounts_with_only_unknown_ids(client: Any, work: Path) -> None:
-    write_snapshot(rows_frame(account_rows(2)), work / "store", pd.Timestamp("2026-06-01"), "t")
+    write_snapshot(
+        rows_frame(account_rows(2)),
+        work / "store",
+        pd.Timestamp("2026-06-01"),
+        "t",
+        feature_spec=SPEC,
+    )
     body = client.post("/score_accounts", json={"account_ids": ["ghost"]}, headers=AUTH).json()
     assert body["results"] == [] and body["errors"][0]["code"] == "unknown_account"
 

@@ -12,13 +12,18 @@ import pandas as pd
 import pytest
 from serving_support import AUTH, OTHER_TOKEN, account_rows, rows_frame, running_app, service_env
 
+from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.scoring.bundle import BundleError
+from exportguard.scoring.spec import code_spec
 from exportguard.serving.audit import verify
 from exportguard.serving.engine import Engine, RequestFailed, RequestInfo, StartupError
 from exportguard.serving.schemas import ScoreAccountsRequest, ScoreRequest
 from exportguard.serving.settings import ServeSettings
 from exportguard.serving.snapshot import write_snapshot
+
+#: the feature spec of the test bundle (the default policy)
+SPEC = code_spec(Policy())
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -36,7 +41,9 @@ def test_audit_records_equal_successful_responses(
     env = service_env(tiny_bundle, tmp_path, EXPORTGUARD_AUDIT_SYNC=sync)
     audit_path = Path(env["EXPORTGUARD_AUDIT_LOG"])
     rows = account_rows(40, seed=5)
-    write_snapshot(rows_frame(rows), tmp_path / "store", pd.Timestamp("2026-06-01"), "t")
+    write_snapshot(
+        rows_frame(rows), tmp_path / "store", pd.Timestamp("2026-06-01"), "t", feature_spec=SPEC
+    )
     bob = {"Authorization": f"Bearer {OTHER_TOKEN}"}
 
     def call(i: int) -> Any:
@@ -162,10 +169,14 @@ def test_snapshot_is_reloaded_when_rewritten(tiny_bundle: Path, tmp_path: Path) 
     engine = Engine(_settings(tiny_bundle, tmp_path))
     engine.start()
     first, second = account_rows(3, seed=1), account_rows(3, seed=2)
-    write_snapshot(rows_frame(first), tmp_path / "store", pd.Timestamp("2026-06-01"), "a")
+    write_snapshot(
+        rows_frame(first), tmp_path / "store", pd.Timestamp("2026-06-01"), "a", feature_spec=SPEC
+    )
     req = ScoreAccountsRequest(account_ids=[second[0]["account_id"]])
     assert engine.score_accounts(req, _info()).errors[0].code == "unknown_account"
     time.sleep(0.01)
-    write_snapshot(rows_frame(second), tmp_path / "store", pd.Timestamp("2026-06-08"), "b")
+    write_snapshot(
+        rows_frame(second), tmp_path / "store", pd.Timestamp("2026-06-08"), "b", feature_spec=SPEC
+    )
     resp = engine.score_accounts(req, _info())
     assert len(resp.results) == 1 and resp.snapshot.as_of.startswith("2026-06-08")

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.scoring.spec import code_spec
 from exportguard.serving.snapshot import (
     DATA_FILE,
     DEFAULT_STORE,
@@ -23,12 +25,15 @@ from exportguard.serving.snapshot import (
 
 from factories import make_feature_table
 
+#: the feature spec of the test bundle (the default policy)
+SPEC = code_spec(Policy())
+
 AS_OF = pd.Timestamp("2026-06-01")
 
 
 def test_round_trip_and_manifest(tmp_path: Path) -> None:
     frame = make_feature_table(20, seed=3)
-    write_snapshot(frame, tmp_path / "store", AS_OF, "unit-test")
+    write_snapshot(frame, tmp_path / "store", AS_OF, "unit-test", feature_spec=SPEC)
     snap = load_snapshot(tmp_path / "store")
     manifest = json.loads((tmp_path / "store" / MANIFEST_FILE).read_text())
     assert manifest["rows"] == 20 and manifest["source"] == "unit-test"
@@ -43,7 +48,7 @@ def test_round_trip_and_manifest(tmp_path: Path) -> None:
 
 def test_lookup_keeps_request_order_and_names_unknown_ids(tmp_path: Path) -> None:
     frame = make_feature_table(5, seed=1)
-    write_snapshot(frame, tmp_path, AS_OF, "t")
+    write_snapshot(frame, tmp_path, AS_OF, "t", feature_spec=SPEC)
     ids = frame["account_id"].tolist()
     found, missing = load_snapshot(tmp_path).lookup([ids[3], "nobody", ids[0]])
     assert found["account_id"].tolist() == [ids[3], ids[0]] and missing == ["nobody"]
@@ -51,15 +56,21 @@ def test_lookup_keeps_request_order_and_names_unknown_ids(tmp_path: Path) -> Non
 
 
 def test_rewrite_replaces_the_snapshot(tmp_path: Path) -> None:
-    write_snapshot(make_feature_table(5, seed=1), tmp_path, AS_OF, "a")
-    write_snapshot(make_feature_table(7, seed=2), tmp_path, AS_OF + pd.Timedelta(days=7), "b")
+    write_snapshot(make_feature_table(5, seed=1), tmp_path, AS_OF, "a", feature_spec=SPEC)
+    write_snapshot(
+        make_feature_table(7, seed=2),
+        tmp_path,
+        AS_OF + pd.Timedelta(days=7),
+        "b",
+        feature_spec=SPEC,
+    )
     snap = load_snapshot(tmp_path)
     assert len(snap) == 7 and snap.source == "b"
 
 
 def test_tampered_parquet_is_refused(tmp_path: Path) -> None:
-    write_snapshot(make_feature_table(5), tmp_path, AS_OF, "t")
-    write_snapshot(make_feature_table(6), tmp_path / "other", AS_OF, "t")
+    write_snapshot(make_feature_table(5), tmp_path, AS_OF, "t", feature_spec=SPEC)
+    write_snapshot(make_feature_table(6), tmp_path / "other", AS_OF, "t", feature_spec=SPEC)
     (tmp_path / DATA_FILE).write_bytes((tmp_path / "other" / DATA_FILE).read_bytes())
     with pytest.raises(SnapshotError, match="does not match the manifest"):
         load_snapshot(tmp_path)
@@ -82,7 +93,7 @@ def test_missing_store_names_the_variable(tmp_path: Path) -> None:
 )
 def test_bad_frames_are_refused(tmp_path: Path, mutate, message: str) -> None:
     with pytest.raises(SnapshotError, match=message):
-        write_snapshot(mutate(make_feature_table(4)), tmp_path, AS_OF, "t")
+        write_snapshot(mutate(make_feature_table(4)), tmp_path, AS_OF, "t", feature_spec=SPEC)
     assert not (tmp_path / MANIFEST_FILE).exists()
 
 
