@@ -43,14 +43,15 @@ from typing import Any
 import orjson
 
 from exportguard.errors import ExportguardError
+from exportguard.settings import AUDIT_SYNC_MODES, Settings, env_name
 
 log = logging.getLogger(__name__)
 
-AUDIT_ENV = "EXPORTGUARD_AUDIT_LOG"
-DEFAULT_AUDIT_LOG = Path("audit/decisions.jsonl")
-SYNC_ENV = "EXPORTGUARD_AUDIT_SYNC"
+AUDIT_ENV = env_name("audit_log")
+DEFAULT_AUDIT_LOG = Settings.model_fields["audit_log"].default
+SYNC_ENV = env_name("audit_sync")
 #: Durability modes: fsync every append (default), or write now and fsync in the background.
-SYNC_MODES = ("fsync", "write")
+SYNC_MODES = AUDIT_SYNC_MODES
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 GENESIS = "0" * 64
 _TAIL_BYTES = 16 * 1024  # a record is ~3 KB; the read grows until it holds a whole line
@@ -62,8 +63,7 @@ class AuditError(ExportguardError):
 
 def default_audit_path() -> Path:
     """`$EXPORTGUARD_AUDIT_LOG` if set, else `audit/decisions.jsonl` (relative to the cwd)."""
-    env = os.environ.get(AUDIT_ENV, "").strip()
-    return Path(env) if env else DEFAULT_AUDIT_LOG
+    return Settings.from_env().audit_log
 
 
 def canonical(record: dict[str, Any]) -> bytes:

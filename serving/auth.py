@@ -17,17 +17,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from exportguard.errors import ExportguardError
+from exportguard.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
 
-TOKENS_ENV = "EXPORTGUARD_API_TOKENS"
-TOKENS_FILE_ENV = "EXPORTGUARD_API_TOKENS_FILE"
+TOKENS_ENV = env_name("api_tokens")
+TOKENS_FILE_ENV = env_name("api_tokens_file")
 MIN_TOKEN_CHARS = 16
 _ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
@@ -89,15 +88,14 @@ class TokenStore:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> TokenStore:
         """Read tokens from `EXPORTGUARD_API_TOKENS` and `EXPORTGUARD_API_TOKENS_FILE`."""
-        env = os.environ if environ is None else environ
+        settings = Settings.from_env(environ)
         tokens: list[Token] = []
-        raw = env.get(TOKENS_ENV, "")
+        raw = settings.api_tokens.get_secret_value()
         for n, entry in enumerate(raw.split(","), start=1):
             if entry.strip():
                 tokens.append(parse_entry(entry.strip(), f"{TOKENS_ENV} entry {n}"))
-        file = env.get(TOKENS_FILE_ENV, "").strip()
-        if file:
-            path = Path(file)
+        if settings.api_tokens_file is not None:
+            path = settings.api_tokens_file
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except OSError as exc:

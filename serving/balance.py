@@ -24,10 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from exportguard.settings import Settings, env_name
+
 log = logging.getLogger(__name__)
 
-TABLE_ENV = "EXPORTGUARD_CONNECTION_TABLE"
-BALANCE_ENV = "EXPORTGUARD_BALANCE_CONNECTIONS"
+TABLE_ENV = env_name("connection_table")
+BALANCE_ENV = env_name("balance_connections")
 SLOT = 8
 
 
@@ -47,11 +49,7 @@ def create_table(port: int, workers: int) -> Path:
 
 
 def balancing_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    raw = env.get(BALANCE_ENV, "1").strip().lower()
-    if raw not in ("0", "1", "false", "true", "off", "on"):
-        raise ValueError(f"{BALANCE_ENV}={raw!r}: expected 1 or 0")
-    return raw in ("1", "true", "on")
+    return Settings.from_env(environ).balance_connections
 
 
 class ConnectionTable:
@@ -78,9 +76,9 @@ class ConnectionTable:
 
 def open_table(environ: Mapping[str, str] | None = None) -> ConnectionTable | None:
     """The table of this worker process, or None (one worker, in-process, or balancing off)."""
-    env = os.environ if environ is None else environ
-    path = env.get(TABLE_ENV, "").strip()
-    if not path or not balancing_enabled(env):
+    settings = Settings.from_env(environ)
+    path = settings.connection_table
+    if path is None or not settings.balance_connections:
         return None
     from bentoml._internal.context import server_context
 

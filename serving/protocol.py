@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -25,13 +24,14 @@ from typing import Any
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from exportguard.serving.balance import ConnectionTable, balancing_enabled, open_table
+from exportguard.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
 
-HEADER_TIMEOUT_ENV = "EXPORTGUARD_HEADER_TIMEOUT_S"
-MAX_PER_IP_ENV = "EXPORTGUARD_MAX_CONNECTIONS_PER_IP"
-DEFAULT_HEADER_TIMEOUT_S = 10.0
-DEFAULT_MAX_PER_IP = 256
+HEADER_TIMEOUT_ENV = env_name("header_timeout_s")
+MAX_PER_IP_ENV = env_name("max_connections_per_ip")
+DEFAULT_HEADER_TIMEOUT_S = Settings.model_fields["header_timeout_s"].default
+DEFAULT_MAX_PER_IP = Settings.model_fields["max_connections_per_ip"].default
 TICK_S = 0.5
 
 _BUSY = {"body": json.dumps({"error": "too many connections from this address", "code": "too_many_connections"})}  # fmt: skip
@@ -39,21 +39,8 @@ _BUSY = {"body": json.dumps({"error": "too many connections from this address", 
 
 def connection_limits(environ: Mapping[str, str] | None = None) -> tuple[float, int]:
     """(header timeout in seconds, connections per client IP) from the environment."""
-    env = os.environ if environ is None else environ
-    raw_t = env.get(HEADER_TIMEOUT_ENV, "").strip()
-    raw_n = env.get(MAX_PER_IP_ENV, "").strip()
-    try:
-        timeout = float(raw_t) if raw_t else DEFAULT_HEADER_TIMEOUT_S
-    except ValueError:
-        raise ValueError(f"{HEADER_TIMEOUT_ENV}={raw_t!r} is not a number of seconds") from None
-    if not 0.5 <= timeout <= 600:
-        raise ValueError(f"{HEADER_TIMEOUT_ENV}={timeout} must be between 0.5 and 600 seconds")
-    if raw_n and not raw_n.isdigit():
-        raise ValueError(f"{MAX_PER_IP_ENV}={raw_n!r} is not a whole number")
-    limit = int(raw_n) if raw_n else DEFAULT_MAX_PER_IP
-    if not 1 <= limit <= 100_000:
-        raise ValueError(f"{MAX_PER_IP_ENV}={limit} must be between 1 and 100000")
-    return timeout, limit
+    s = Settings.from_env(environ)
+    return s.header_timeout_s, s.max_connections_per_ip
 
 
 class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]

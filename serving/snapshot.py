@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,12 @@ from exportguard.digest import sha256_file
 from exportguard.errors import ExportguardError
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.fileio import atomic_write
+from exportguard.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
 
-STORE_ENV = "EXPORTGUARD_FEATURE_STORE"
-DEFAULT_STORE = Path("data/feature_store")
+STORE_ENV = env_name("feature_store")
+DEFAULT_STORE = Settings.model_fields["feature_store"].default
 DATA_FILE = "latest.parquet"
 MANIFEST_FILE = "latest.json"
 
@@ -45,8 +45,7 @@ class SnapshotError(ExportguardError, ValueError):
 
 def default_store() -> Path:
     """`$EXPORTGUARD_FEATURE_STORE` if set, else `data/feature_store` (relative to the cwd)."""
-    env = os.environ.get(STORE_ENV, "").strip()
-    return Path(env) if env else DEFAULT_STORE
+    return Settings.from_env().feature_store
 
 
 @dataclass(frozen=True)
