@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exportguard.digest import json_digest, lines_digest, sha256_file
+from exportguard.digest import json_digest, lines_digest
 from exportguard.errors import BundleError
 from exportguard.features.policy import Policy
-from exportguard.fileio import atomic_write_text
+from exportguard.fileio import ArtifactError, Writer, verify_files, write_files, write_manifest
 from exportguard.scoring.calibration import Bands, Calibration
 from exportguard.scoring.spec import check_spec, feature_records, feature_spec
 
@@ -91,6 +91,10 @@ class Bundle:
         return str(self.metadata.get("model_version", "unregistered"))
 
 
+def _text(text: str) -> Writer:
+    return lambda fh: fh.write(text.encode("utf-8"))
+
+
 def write_bundle(
     out_dir: Path,
     *,
@@ -112,10 +116,7 @@ def write_bundle(
         "reference.json": json.dumps(reference, indent=1, sort_keys=True),
         "policy.json": json.dumps(policy.model_dump(mode="json"), indent=1, sort_keys=True),
     }
-    hashes = {}
-    for name, text in contents.items():
-        atomic_write_text(out_dir / name, text)
-        hashes[name] = sha256_file(out_dir / name)
+    hashes = write_files(out_dir, {name: _text(text) for name, text in contents.items()})
     meta = {k: v for k, v in metadata.items() if k not in DERIVED_KEYS}
     meta["bands"] = {"high": bands.high, "review": bands.review}
     meta["feature_spec"] = feature_spec(features, policy)
@@ -127,7 +128,7 @@ def write_bundle(
         sections=sections,
         bundle_sha256=bundle_digest(hashes, sections),
     )
-    atomic_write_text(out_dir / "metadata.json", json.dumps(meta, indent=1, sort_keys=True))
+    write_manifest(out_dir / "metadata.json", meta)  # last: the bundle's commit point
     return out_dir
 
 
@@ -184,15 +185,10 @@ def load_bundle(
     missing = [n for n in names if n not in listed]
     if missing:
         raise BundleError(f"{meta_path}: no hash recorded for {missing}")
-    for name in names:
-        f = path / name
-        if not f.is_file():
-            raise BundleError(f"{f}: file of the model bundle is missing")
-        actual = sha256_file(f)
-        if actual != listed[name]:
-            raise BundleError(
-                f"{f}: sha256 {actual[:12]}… does not match the recorded {listed[name][:12]}… (file changed after export)"
-            )
+    try:
+        verify_files(path, {name: listed[name] for name in names}, "model bundle")
+    except ArtifactError as exc:
+        raise BundleError(str(exc)) from None
     sections = section_hashes(meta) if legacy else verify_sections(meta, meta_path)
     if not legacy and meta.get("bundle_sha256") != bundle_digest(listed, sections):
         raise BundleError(f"{meta_path}: bundle_sha256 does not match the file and key hashes")

@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exportguard.digest import sha256_file
 from exportguard.errors import ExportguardError
 from exportguard.features.registry import FEATURE_NAMES
-from exportguard.fileio import atomic_write
+from exportguard.fileio import ArtifactError, verify_files, write_files, write_manifest
 from exportguard.settings import Settings, env_name
 
 log = logging.getLogger(__name__)
@@ -119,17 +118,17 @@ def write_snapshot(
     clean = _validate_frame(frame)
     as_of = pd.Timestamp(as_of)
     data_path = store / DATA_FILE
-    atomic_write(data_path, lambda fh: clean.to_parquet(fh, index=False))
+    files = write_files(store, {DATA_FILE: lambda fh: clean.to_parquet(fh, index=False)})
     manifest = {
         "as_of": as_of.isoformat(),
         "rows": len(clean),
-        "sha256": sha256_file(data_path),
+        "files": files,
+        "sha256": files[DATA_FILE],
         "source": str(source),
         "feature_spec": feature_spec,
         "written_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
-    text = json.dumps(manifest, indent=1, sort_keys=True).encode()
-    atomic_write(store / MANIFEST_FILE, lambda fh: fh.write(text))
+    write_manifest(store / MANIFEST_FILE, manifest)  # last: the snapshot's commit point
     log.info("wrote feature snapshot of %d accounts as of %s to %s", len(clean), as_of, store)
     return data_path
 
@@ -151,11 +150,11 @@ def load_snapshot(store: Path | None = None) -> Snapshot:
         as_of = pd.Timestamp(manifest["as_of"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"{manifest_path}: unreadable snapshot manifest ({exc})") from None
-    actual = sha256_file(data_path)
-    if actual != expected:
-        raise SnapshotError(
-            f"{data_path}: sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…"
-        )
+    try:
+        verify_files(store, {DATA_FILE: expected}, "feature snapshot")
+    except ArtifactError as exc:
+        raise SnapshotError(str(exc)) from None
+    actual = expected
     try:
         frame = pd.read_parquet(data_path)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file

@@ -8,7 +8,6 @@ with a manifest (data fingerprint, as-of time, hash of the parameters it depends
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 from exportguard.digest import data_fingerprint, json_digest
 from exportguard.errors import ExportguardError
 from exportguard.features.registry import FEATURE_NAMES
+from exportguard.fileio import read_artifact, write_artifact
 from exportguard.training.config import Params
 from exportguard.training.dataset import (
     attach_features,
@@ -65,10 +65,8 @@ def build_feature_set(data_dir: Path, params: Params, as_of: str | None = None) 
 
 
 def save_feature_set(fs: FeatureSet, out_dir: Path, params: Params) -> Path:
+    """Write examples and population, then the manifest (their sha256, provenance) last."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fs.examples.to_parquet(out_dir / "examples.parquet", index=False)
-    fs.population.to_parquet(out_dir / "population.parquet", index=False)
     manifest = {
         "as_of": fs.as_of.isoformat(),
         "data_fingerprint": fs.fingerprint,
@@ -76,19 +74,28 @@ def save_feature_set(fs: FeatureSet, out_dir: Path, params: Params) -> Path:
         "examples": len(fs.examples),
         "population": len(fs.population),
     }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # an interrupted rewrite leaves no manifest
+    write_artifact(
+        out_dir,
+        {
+            "examples.parquet": lambda fh: fs.examples.to_parquet(fh, index=False),
+            "population.parquet": lambda fh: fs.population.to_parquet(fh, index=False),
+        },
+        manifest,
+        MANIFEST,
+    )
     return out_dir
 
 
 def load_feature_set(features_dir: Path, params: Params, data_dir: Path | None) -> FeatureSet:
     """Read a saved feature set; refuse it if built from other data or other parameters."""
     features_dir = Path(features_dir)
-    manifest_path = features_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise ExportguardError(
-            f"{features_dir}: no {MANIFEST} (build it with `exportguard examples --out {features_dir}`)"
-        )
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_artifact(
+        features_dir,
+        MANIFEST,
+        "training set",
+        f"build it with `exportguard examples --out {features_dir}`",
+    )
     if manifest.get("params_hash") != feature_params_hash(params):
         raise ExportguardError(
             f"{features_dir} was built with different `examples`/`policy` parameters or feature "

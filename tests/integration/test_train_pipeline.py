@@ -86,6 +86,8 @@ def test_bad_input_is_one_clear_error(project: Path, capsys, monkeypatch) -> Non
     assert "missing.parquet" in capsys.readouterr().err
     stale = project / "stale"
     stale.mkdir(exist_ok=True)
-    (stale / "manifest.json").write_text(json.dumps({"params_hash": "0" * 64}), encoding="utf-8")
+    (stale / "manifest.json").write_text(
+        json.dumps({"params_hash": "0" * 64, "files": {}}), encoding="utf-8"
+    )
     assert main(["train", "--features", str(stale), "--no-track"]) == 2
     assert "rebuild it with `exportguard examples`" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def test_tampered_parquet_is_refused(tmp_path: Path) -> None:
     write_snapshot(make_feature_table(5), tmp_path, AS_OF, "t", feature_spec=SPEC)
     write_snapshot(make_feature_table(6), tmp_path / "other", AS_OF, "t", feature_spec=SPEC)
     (tmp_path / DATA_FILE).write_bytes((tmp_path / "other" / DATA_FILE).read_bytes())
-    with pytest.raises(SnapshotError, match="does not match the manifest"):
+    with pytest.raises(SnapshotError, match="does not match the recorded"):
         load_snapshot(tmp_path)
 
 
