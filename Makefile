@@ -9,7 +9,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= --extra dev --extra spark
+EXTRAS ?= --extra all --extra dev
 
 export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true

@@ -3,7 +3,8 @@
 Each stage registers its own subcommands (`register(subparsers)` in its `cli` module) and
 imports its heavy libraries only inside the handler, so `--help` stays fast. Errors
 caused by input (ExportguardError, and ValueError from validation) are printed as one
-clear message without a traceback and exit with status 2.
+clear message without a traceback and exit with status 2; so does a command run without
+the optional dependencies it needs (it names the extra to install).
 """
 
 from __future__ import annotations
@@ -26,6 +27,19 @@ COMMAND_MODULES = (
 )
 
 log = logging.getLogger("exportguard")
+
+#: optional libraries and the extra that installs them (pyproject.toml)
+EXTRA_OF = {
+    "pandera": "features",
+    "rapidfuzz": "features",
+    "tqdm": "batch",
+    "matplotlib": "batch",
+    "mlflow": "training",
+    "dvc": "training",
+    "sklearn": "training",
+    "shap": "training",
+    "pyspark": "spark",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         print(f"exportguard {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in EXTRA_OF:
+            raise
+        print(
+            f"exportguard {args.command}: error: this command needs {missing}, which this "
+            f"installation lacks: install the `{EXTRA_OF[missing]}` extra "
+            f"(pip install 'exportguard[{EXTRA_OF[missing]}]')",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"exportguard {args.command}: interrupted", file=sys.stderr)
