@@ -25,7 +25,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==0.13.9"
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml
-	$(UV) sync --frozen $(EXTRAS) --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode $(EXTRAS) --python $(PYTHON)
 	touch $@
 
 setup: $(VENV)/.synced
