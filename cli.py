@@ -37,7 +37,6 @@ EXTRA_OF = {
     "mlflow": "training",
     "dvc": "training",
     "sklearn": "training",
-    "shap": "training",
     "pyspark": "spark",
 }
 
