@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from exportguard.features.registry import BY_NAME, FEATURE_NAMES, feature_bounds
+from exportguard.features.matrix import feature_values
+from exportguard.features.registry import BY_NAME, FEATURE_NAMES, feature_bounds, render_values
 from exportguard.scoring.scorer import ScoreBatch, Scorer
 
 ID = "account_id"
@@ -29,33 +30,47 @@ ROW = "input_row"
 QUARANTINE_REASON = "quarantine_reason"
 
 
-def quarantine_reasons(frame: pd.DataFrame, duplicate_ids: Collection[str] = ()) -> np.ndarray:
-    """Why each row cannot be scored (object array; None = fine). Every problem is listed."""
+def _bounds() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, hi = np.array([feature_bounds(BY_NAME[n]) for n in FEATURE_NAMES], dtype=np.float64).T
+    return lo, hi, np.array([BY_NAME[n].fmt == "bool" for n in FEATURE_NAMES])
+
+
+_LOW, _HIGH, _BOOL = _bounds()
+
+
+def quarantine_reasons(
+    frame: pd.DataFrame, duplicate_ids: Collection[str] = (), values: np.ndarray | None = None
+) -> np.ndarray:
+    """Why each row cannot be scored (object array; None = fine). Every problem is listed.
+
+    `values` is the frame's (rows, features) float64 array if the caller has it already.
+    The checks run on the whole array at once; messages are built only for failing rows.
+    """
     n = len(frame)
-    found: list[list[str]] = [[] for _ in range(n)]
     ids = frame[ID]
-    for r in np.flatnonzero(ids.isna().to_numpy()):
-        found[r].append("null account_id")
-    if len(duplicate_ids):
-        dup = ids.isin(duplicate_ids).to_numpy()
-        for r in np.flatnonzero(dup):
-            found[r].append("duplicate account_id")
-    for name in FEATURE_NAMES:
-        col = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        lo, hi = feature_bounds(BY_NAME[name])
-        with np.errstate(invalid="ignore"):
-            nonfinite = np.isinf(col)
-            outside = ~nonfinite & ~np.isnan(col) & ((col < lo) | (col > hi))
-            if BY_NAME[name].fmt == "bool":  # yes/no: exactly 0 or 1, as the HTTP schema demands
-                outside |= ~np.isnan(col) & (col != 0.0) & (col != 1.0)
-        for r in np.flatnonzero(nonfinite):
-            found[r].append(f"non-finite {name}={col[r]}")
-        for r in np.flatnonzero(outside):
-            found[r].append(f"{name}={col[r]:.6g} outside [{lo:g}, {hi:g}]")
+    null_id = ids.isna().to_numpy()
+    dup = ids.isin(duplicate_ids).to_numpy() if len(duplicate_ids) else np.zeros(n, dtype=bool)
+    vals = feature_values(frame) if values is None else values
+    with np.errstate(invalid="ignore"):
+        nonfinite = np.isinf(vals)
+        present = ~nonfinite & ~np.isnan(vals)
+        outside = present & ((vals < _LOW) | (vals > _HIGH))
+        outside |= present & _BOOL & (vals != 0.0) & (vals != 1.0)  # yes/no: exactly 0 or 1
+    bad = null_id | dup | nonfinite.any(axis=1) | outside.any(axis=1)
     out = np.full(n, None, dtype=object)
-    for r, reasons in enumerate(found):
-        if reasons:
-            out[r] = "; ".join(reasons)
+    for r in np.flatnonzero(bad):
+        found = []
+        if null_id[r]:
+            found.append("null account_id")
+        if dup[r]:
+            found.append("duplicate account_id")
+        for j in np.flatnonzero(nonfinite[r] | outside[r]):
+            name, v = FEATURE_NAMES[j], vals[r, j]
+            if nonfinite[r, j]:
+                found.append(f"non-finite {name}={v}")
+            else:
+                found.append(f"{name}={v:.6g} outside [{_LOW[j]:g}, {_HIGH[j]:g}]")
+        out[r] = "; ".join(found)
     return out
 
 
@@ -98,17 +113,21 @@ def reason_columns(batch: ScoreBatch, k: int) -> dict[str, object]:
 
 
 def _sentences(feature_idx: np.ndarray, values: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """`Feature.describe(value)` per row, computed once per distinct (feature, value)."""
+    """`Feature.describe(value)` per row: values rendered at once, each distinct rendering
+    of a feature filled into its sentence once (a share has at most 101 renderings)."""
     out = np.empty(len(values), dtype=object)
     for j in np.unique(feature_idx):
         rows = np.flatnonzero(feature_idx == j)
         feat = BY_NAME[names[j]]
         vals = values[rows]
-        uniq, inverse = np.unique(vals, return_inverse=True)
-        texts = np.array(
-            [feat.describe(None if np.isnan(v) else float(v)) for v in uniq], dtype=object
-        )
-        out[rows] = texts[inverse.ravel()]
+        missing = np.isnan(vals)
+        if missing.any():
+            out[rows[missing]] = feat.describe(None)
+        present = rows[~missing]
+        if len(present):
+            uniq, inverse = np.unique(render_values(feat.fmt, vals[~missing]), return_inverse=True)
+            texts = np.array([feat.doc.format(value=r) for r in uniq], dtype=object)
+            out[present] = texts[inverse.ravel()]
     return out
 
 
@@ -194,16 +213,16 @@ def process_chunk(
     `positions` are the rows' 0-based positions in the input table (kept for quarantined rows).
     """
     frame = frame.reset_index(drop=True)
-    reasons = quarantine_reasons(frame, duplicate_ids)
-    bad = np.array([r is not None for r in reasons], dtype=bool)
+    values = feature_values(frame)
+    reasons = quarantine_reasons(frame, duplicate_ids, values)
+    bad = ~pd.isna(reasons)
     quarantined = frame.loc[bad, [ID, *FEATURE_NAMES]].astype(
         {n: np.float64 for n in FEATURE_NAMES}
     )
     quarantined.insert(0, ROW, np.asarray(positions, dtype=np.int64)[bad])
     quarantined.insert(2, QUARANTINE_REASON, reasons[bad].astype(object))
-    good = frame.loc[~bad, [ID, *FEATURE_NAMES]]
-    batch = scorer.score(good, explain=True)
-    ids = good[ID].astype(str).to_numpy(dtype=object)
+    batch = scorer.score_values(values[~bad], explain=True)
+    ids = frame.loc[~bad, ID].astype(str).to_numpy(dtype=object)
     return ChunkResult(
         scored_frame(ids, batch, info), quarantined.reset_index(drop=True), batch.values
     )

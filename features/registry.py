@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 FAMILIES = (
     "traffic_geo",
     "timezone",
@@ -85,6 +87,24 @@ def render_value(fmt: str, value: float | None) -> str:
     if fmt == "days":
         return f"{value:.0f} days"
     return f"{value:.3g}"
+
+
+#: printf patterns that render exactly as `render_value` does (same float formatting)
+_PATTERNS = {"share": "%.0f%%", "int": "%.0f", "hours": "%.1f h", "days": "%.0f days"}
+
+
+def render_values(fmt: str, values: np.ndarray) -> np.ndarray:
+    """`render_value` of many present (non-NaN) values at once: an array of str.
+
+    %-formatting and format() share CPython's float formatting, so each string equals
+    `render_value(fmt, v)` (tests/unit/test_reason_sentences.py checks edge cases).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if fmt == "bool":
+        return np.where(values >= 0.5, "yes", "no").astype(object)
+    if fmt == "share":
+        values = 100.0 * values
+    return np.char.mod(_PATTERNS.get(fmt, "%.3g"), values).astype(object)
 
 
 FEATURES: tuple[Feature, ...] = (

@@ -92,6 +92,10 @@ def top_rows(scored: pd.DataFrame, top_k: int, n: int = TOP_N) -> list[dict[str,
     """The n highest-scoring rows with their reasons (ties broken by account_id)."""
     if len(scored) == 0:
         return []
+    score = scored["score"].to_numpy(dtype=float)
+    if len(score) > n:  # only rows at or above the n-th highest score can be in the top n
+        cut = np.partition(score, len(score) - n)[len(score) - n]
+        scored = scored.loc[score >= cut]
     head = scored.sort_values(["score", "account_id"], ascending=[False, True]).head(n)
     out = []
     for row in head.itertuples(index=False):
