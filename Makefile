@@ -18,7 +18,7 @@ export DO_NOT_TRACK := 1
 export UV_PYTHON_DOWNLOADS := never
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: setup demo test lint audit clean
+.PHONY: setup demo test lint typecheck audit clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,6 +43,10 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	mkdir -p .mypy_root && ln -sfn .. .mypy_root/exportguard
+	MYPYPATH=.mypy_root $(VENV)/bin/mypy -p exportguard
 
 audit: setup
 	$(PY) .ci/audit.py

@@ -152,7 +152,7 @@ class Settings(BaseSettings):
                 settings = cls()
                 environ = os.environ
             else:
-                values = {
+                values: dict[str, Any] = {
                     name: environ[env_name(name)]
                     for name in cls.model_fields
                     if environ.get(env_name(name), "").strip()

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exportguard.batch.plan import Plan
 from exportguard.batch.rows import ID, QUARANTINE_REASON, quarantine_schema
 from exportguard.batch.store import (
     FORMAT_VERSION,
@@ -74,7 +75,7 @@ def _merge_quarantine(base: Path, metas: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
-def _band_changes(plan: Any, base: Path, metas: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _band_changes(plan: Plan, base: Path, metas: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Compare bands with the latest committed run in OUT (None if there is none)."""
     from exportguard.batch.store import read_batch_output
 
@@ -92,7 +93,7 @@ def _band_changes(plan: Any, base: Path, metas: list[dict[str, Any]]) -> dict[st
     return out
 
 
-def finalize(plan: Any, metas: list[dict[str, Any]]) -> dict[str, Any]:
+def finalize(plan: Plan, metas: list[dict[str, Any]]) -> dict[str, Any]:
     """Check, report and commit a run whose chunks are all finished; returns the manifest."""
     from exportguard.monitoring.report import log_to_mlflow, write_report
 

@@ -2,20 +2,19 @@
 
 `run_batch` reads the Parquet feature table in bounded chunks (`chunk_rows`), so memory
 does not grow with the number of accounts; each chunk's scored and quarantined rows and
-its statistics are written to the run's staging dir (`batch_store`). A killed run rerun
+its statistics are written to the run's staging dir (`batch.store`). A killed run rerun
 with the same arguments skips the chunks whose files still match their checksums. When
 every chunk is done, `finalize` checks that scored + quarantined = input, refuses the run
 if too many rows were quarantined, writes the summary and drift report, and commits by
-writing the manifest last. `--engine spark` swaps only the chunk loop (`batch_spark`).
+writing the manifest last. `--engine spark` swaps only the chunk loop (`batch.spark`). The plan (config, checked
+model, input, run id) is `batch.plan`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,114 +22,19 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from exportguard.batch.inputs import (
-    InputInfo,
-    duplicate_ids,
-    fingerprint_file,
-    inspect_input,
-)
-from exportguard.batch.rows import (
-    ID,
-    RunInfo,
-    output_schema,
-    process_chunk,
-    quarantine_schema,
-)
-from exportguard.batch.store import BatchError, Staging, atomic_json, run_id_for
+from exportguard.batch.commit import finalize
+from exportguard.batch.inputs import duplicate_ids
+from exportguard.batch.plan import ENGINES, BatchConfig, Plan, plan_run
+from exportguard.batch.rows import ID, output_schema, process_chunk, quarantine_schema
+from exportguard.batch.spark import score_spark
+from exportguard.batch.store import atomic_json
 from exportguard.features.registry import FEATURE_NAMES
 from exportguard.monitoring.drift import chunk_stats
-from exportguard.scoring.bundle import Bundle, checked_bundle
 from exportguard.scoring.scorer import Scorer
 
+__all__ = ["ENGINES", "BatchConfig", "Plan", "plan_run", "run_batch", "score_local"]
+
 log = logging.getLogger(__name__)
-
-ENGINES = ("local", "spark")
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """Options of a batch run (the CLI's flags); everything but `out` shapes the run id."""
-
-    out: Path
-    model: Path = Path("models/champion")
-    engine: str = "local"
-    chunk_rows: int = 50_000
-    top_k: int = 5
-    contributions: bool = False
-    max_quarantine_share: float = 0.01
-    n_jobs: int = 0  # 0 = all cores
-    spark_master: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise BatchError(f"unknown engine {self.engine!r}; choose one of {ENGINES}")
-        if self.chunk_rows < 1:
-            raise BatchError(f"chunk size must be a positive number of rows, got {self.chunk_rows}")
-        if not 1 <= self.top_k <= len(FEATURE_NAMES):
-            raise BatchError(f"top-k must be between 1 and {len(FEATURE_NAMES)}, got {self.top_k}")
-        if not 0.0 <= self.max_quarantine_share <= 1.0:
-            raise BatchError(
-                f"max quarantine share must be in [0, 1], got {self.max_quarantine_share}"
-            )
-
-    @property
-    def threads(self) -> int:
-        return self.n_jobs or os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything a run needs once the input and the model are checked."""
-
-    config: BatchConfig
-    bundle: Bundle
-    input: InputInfo
-    fingerprint: str
-    info: RunInfo
-    staging: Staging
-    source: str
-
-
-def plan_run(
-    features: Path,
-    config: BatchConfig,
-    as_of: pd.Timestamp | None = None,
-    fingerprint: str | None = None,
-    source: str | None = None,
-) -> Plan:
-    """Check the model and the input, settle the as-of time and derive the run id."""
-    bundle = checked_bundle(Path(config.model))  # hashes, feature list and feature spec
-    info = inspect_input(Path(features))
-    if as_of is not None and info.as_of is not None and pd.Timestamp(as_of) != info.as_of:
-        raise BatchError(
-            f"--as-of {as_of} differs from the as_of {info.as_of} recorded in {features}"
-        )
-    resolved = pd.Timestamp(as_of) if as_of is not None else info.as_of
-    if resolved is None:
-        raise BatchError(f"{features} has no as_of column; give --as-of T")
-    fingerprint = fingerprint or fingerprint_file(Path(features))
-    run_id = run_id_for(
-        {
-            "input": fingerprint,
-            "model": bundle.sha256,
-            "as_of": resolved.isoformat(),
-            "chunk_rows": config.chunk_rows,
-            "top_k": config.top_k,
-            "contributions": config.contributions,
-            "engine": config.engine,
-        }
-    )
-    run = RunInfo(
-        run_id=run_id,
-        as_of=resolved,
-        model_name=bundle.name,
-        model_version=bundle.version,
-        model_sha256=bundle.sha256,
-        top_k=config.top_k,
-        contributions=config.contributions,
-    )
-    staging = Staging(config.out, run_id)
-    return Plan(config, bundle, info, fingerprint, run, staging, source or str(features))
 
 
 def run_batch(
@@ -141,8 +45,6 @@ def run_batch(
     source: str | None = None,
 ) -> dict[str, Any]:
     """Score a feature table into OUT and commit it; returns the run's manifest."""
-    from exportguard.batch.commit import finalize
-
     plan = plan_run(features, config, as_of, fingerprint, source)
     done = plan.staging.committed()
     if done is not None:
@@ -164,8 +66,6 @@ def run_batch(
         config.engine,
     )
     if config.engine == "spark":
-        from exportguard.batch.spark import score_spark
-
         metas = score_spark(plan)
     else:
         metas = score_local(plan)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from exportguard.batch.plan import Plan
 from exportguard.batch.rows import (
     ID,
     RunInfo,
@@ -97,7 +98,10 @@ def _process_partition(
     """mapInPandas body: score each Arrow batch of the partition as one chunk."""
     from pyspark import TaskContext
 
-    partition = TaskContext.get().partitionId()
+    context = TaskContext.get()
+    if context is None:  # only ever called inside a Spark task
+        raise RuntimeError("score_partition must run inside a Spark task")
+    partition = context.partitionId()
     staging = Staging(Path(out), info.run_id)
     schema, qschema = output_schema(info), quarantine_schema()
     scorer = None
@@ -142,7 +146,7 @@ def spark_session(master: str | None = None) -> Any:
     return builder.getOrCreate()
 
 
-def score_spark(plan: Any) -> list[dict[str, Any]]:
+def score_spark(plan: Plan) -> list[dict[str, Any]]:
     """Run the chunk loop on Spark; returns the finished chunks' sidecars."""
     from functools import partial
 

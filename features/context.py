@@ -284,7 +284,10 @@ class Context:
         """Factorized codes and uniques of a string column, computed once per computation."""
         key = (table, column)
         if key not in self._codes:
-            self._codes[key] = factorize(self.tables.table(table)[column])
+            frame = self.tables.table(table)
+            if frame is None:
+                raise KeyError(f"table {table} is not loaded")
+            self._codes[key] = factorize(frame[column])
         return self._codes[key]
 
     def req_attr(self, per_account: np.ndarray) -> np.ndarray:

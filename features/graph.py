@@ -28,7 +28,9 @@ from exportguard.features.context import NAT, Context, SortedGroups, floats, ind
 log = logging.getLogger(__name__)
 
 
-def first_seen(acc: np.ndarray, ent: np.ndarray, time: np.ndarray, limit: int):
+def first_seen(
+    acc: np.ndarray, ent: np.ndarray, time: np.ndarray, limit: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (account, entity) pairs with the first time seen, among rows before `limit`,
     keeping only entities seen on at least two accounts (the only ones that link)."""
     ok = (acc >= 0) & (ent >= 0) & (time != NAT) & (time < limit)

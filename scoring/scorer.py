@@ -157,7 +157,7 @@ class Scorer:
                 np.zeros((0, len(self.feature_names))) if explain else None,
                 0.0,
             )
-        raw = self.booster.predict(matrix, raw_score=True, num_threads=self.n_jobs)
+        raw = np.asarray(self.booster.predict(matrix, raw_score=True, num_threads=self.n_jobs))
         prob = self.bundle.calibration(raw)
         band = self.bundle.bands.assign(prob)
         contrib, base = (None, float("nan"))
@@ -182,5 +182,7 @@ class Scorer:
         assert batch.contributions is not None
         gap = float(np.max(np.abs(batch.contributions.sum(axis=1) + batch.base_value - batch.raw)))
         matrix = encode_missing(batch.values, self.feature_names)
-        reference = self.booster.predict(matrix, pred_contrib=True, num_threads=self.n_jobs)
+        reference = np.asarray(
+            self.booster.predict(matrix, pred_contrib=True, num_threads=self.n_jobs)
+        )
         return max(gap, float(np.max(np.abs(batch.contributions - reference[:, :-1]))))

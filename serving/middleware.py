@@ -221,10 +221,10 @@ class GuardMiddleware:
                 message["headers"] = [*message.get("headers", []), rid_header]
             await send(message)
 
-        send_with_id = shape_errors(send_with_id)
+        send_shaped = shape_errors(send_with_id)
 
         if scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_shaped)
             return
 
         async def refuse(
@@ -245,7 +245,7 @@ class GuardMiddleware:
                 code,
                 message,
             )
-            await send_error(send_with_id, status, code, message, headers, body_fields)
+            await send_error(send_shaped, status, code, message, headers, body_fields)
 
         try:
             caller = self.tokens.authenticate(_header(scope, b"authorization"))
@@ -256,7 +256,7 @@ class GuardMiddleware:
             return
         scope[SCOPE_KEY] = {"request_id": request_id, "caller": caller, "started": time.monotonic()}
         if scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_shaped)
             return
         ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
@@ -293,9 +293,9 @@ class GuardMiddleware:
         body = b"".join(chunks)
         problem = body_problem(body)
         if problem is not None:
-            code, message, field = problem
+            code, text, field = problem
             extra = {"field": field} if field is not None else {}
-            await refuse(400, code, message, body_fields=extra)
+            await refuse(400, code, text, body_fields=extra)
             return
         replayed = False
 
@@ -306,4 +306,4 @@ class GuardMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send_with_id)
+        await self.app(scope, replay, send_shaped)

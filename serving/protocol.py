@@ -79,7 +79,7 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
             cls.table = open_table() if cls.balance else None
         return cls.table
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         self._eg_ip = self.client[0] if self.client else "-"
         self._eg_timer: asyncio.TimerHandle | None = None

@@ -46,7 +46,7 @@ class _AccountBase(BaseModel):
 
 
 #: One account's features: `account_id` plus every declared feature (value or null).
-AccountFeatures: type[_AccountBase] = create_model(
+AccountFeatures: type[_AccountBase] = create_model(  # type: ignore[call-overload]
     "AccountFeatures",
     __base__=_AccountBase,
     **{f.name: _feature_field(f) for f in FEATURES},
@@ -64,7 +64,7 @@ class ScoreRequest(BaseModel):
     """POST /score: accounts with their feature values."""
 
     model_config = STRICT
-    accounts: list[AccountFeatures] = Field(min_length=1, max_length=MAX_ACCOUNTS)  # type: ignore[valid-type]
+    accounts: list[AccountFeatures] = Field(min_length=1, max_length=MAX_ACCOUNTS)
     explain: bool = Field(False, description="include every feature's contribution")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)
 

@@ -95,7 +95,8 @@ class RejectedBodyLogFilter(logging.Filter):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg = "%s [%s] rejected (400): %d validation error(s), first at %s"
             first = exc.errors(include_input=False)[0]
-            record.args = (*(record.args or ())[:2], exc.error_count(), first.get("loc"))
+            given = record.args if isinstance(record.args, tuple) else ()
+            record.args = (*given[:2], exc.error_count(), first.get("loc"))
             record.exc_info = record.exc_text = None
         return True
 
@@ -171,7 +172,7 @@ class ExportGuard:
 
     def _prepare_and_commit(
         self,
-        prepare: Callable[[Any, RequestInfo], Prepared[BaseModel]],
+        prepare: Callable[[Any, RequestInfo], Prepared[Any]],
         request: Any,
         info: RequestInfo,
     ) -> BaseModel:
@@ -182,7 +183,7 @@ class ExportGuard:
 
     async def _answer(
         self,
-        prepare: Callable[[Any, RequestInfo], Prepared[BaseModel]],
+        prepare: Callable[[Any, RequestInfo], Prepared[Any]],
         request: Any,
         info: RequestInfo,
         inline: bool = False,
@@ -235,5 +236,5 @@ class ExportGuard:
             self._in_flight -= 1
 
 
-ExportGuard.add_asgi_middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES)
+ExportGuard.add_asgi_middleware(GuardMiddleware, max_body_bytes=MAX_BODY_BYTES)  # type: ignore[attr-defined]  # added by @bentoml.service
 install_connection_guards()  # before uvicorn resolves its HTTP protocol (serving/protocol.py)

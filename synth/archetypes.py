@@ -7,6 +7,7 @@ from overlapping ranges on purpose, so no single column separates them (domain n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: Ordinary customers' declared countries (intermediary jurisdictions included on purpose).
@@ -35,8 +36,8 @@ class Slot:
     """One place traffic comes from: weight range, where, on what kind of network, which pool."""
 
     weight: tuple[float, float]
-    country: str | dict[str, float]  # "declared", "operator", or a country mix
-    net: dict[str, float]
+    country: str | Mapping[str, float]  # "declared", "operator", or a country mix
+    net: Mapping[str, float]
     pool: str = "own"  # own | vpn | cloud | ring | campus
 
 

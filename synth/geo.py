@@ -31,7 +31,7 @@ COUNTRY_TAG = {"TW": "zh-TW", "HK": "zh-HK", "MO": "zh-HK", "SG": "en-SG", "GB":
 
 UTC_OFFSET = {**DEFAULT_UTC_OFFSETS, "IE": 0.0, "VG": -4.0, "NZ": 12.0}
 
-FREEMAIL_BY_COUNTRY = {
+FREEMAIL_BY_COUNTRY: dict[str, dict[str, float]] = {
     "CN": {"qq.com": 4, "163.com": 3, "126.com": 1, "gmail.com": 1.5, "outlook.com": 1, "foxmail.com": 0.5},
     "RU": {"yandex.ru": 3, "mail.ru": 3, "gmail.com": 2, "proton.me": 0.5},
     "BY": {"yandex.ru": 2, "mail.ru": 2, "gmail.com": 2},

@@ -86,7 +86,7 @@ def make_labels(
     true_typ = np.array([s.typology for s in SPECS], dtype=object)[pop.spec[idx]]
     guess = np.array([_GUESS.get(s, "other") for s in spec_name], dtype=object)
     typ = np.where(positive[idx], np.where(rng.random(len(idx)) < 0.9, true_typ, "other"), guess)
-    typ = np.where(label[idx], typ, None)
+    typ = np.where(label[idx], typ, None)  # type: ignore[call-overload]  # None: no typology
     labelled_at = np.maximum(when[idx], pop.created_ns[idx]).astype(np.int64)
     return pd.DataFrame({
         "account": idx,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -43,7 +45,7 @@ def _instruments(
         if s.issuer == "declared":
             issuer[m] = pop.declared[owner[m]]
         else:
-            drawn = choice(rng, s.issuer, len(m))
+            drawn = choice(rng, cast("Mapping[str, float]", s.issuer), len(m))
             issuer[m] = np.where(drawn == "declared", pop.declared[owner[m]], drawn)
     clean = rng.random(len(owner)) < pop.care[owner]  # a card from the declared country
     clean |= pop.ev.habit("issuer")[owner]  # ... always, for one who took up that habit

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -100,7 +102,11 @@ def make_population(
         if not k:
             continue
         declared[m] = choice(rng, s.declared, k)
-        operator[m] = declared[m] if s.operator == "declared" else choice(rng, s.operator, k)
+        operator[m] = (
+            declared[m]
+            if s.operator == "declared"
+            else choice(rng, cast("Mapping[str, float]", s.operator), k)
+        )
         is_org[m] = rng.random(k) < s.org
     for g in groups:  # one operator / organisation: same country, type; sign-ups close in time
         lead = g[0]

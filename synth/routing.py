@@ -8,7 +8,9 @@ networks within a university. Geolocation and network-type labels are then made 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -44,11 +46,13 @@ class Routing:
 
     def pick(self, rng: np.random.Generator, owner: np.ndarray, slot: np.ndarray) -> np.ndarray:
         """A prefix per row: one of the few its account's slot rotates through."""
+        assert self.spread is not None and self.first is not None and self.size is not None
         off = np.floor(rng.random(len(owner)) * self.spread[owner, slot]).astype(np.int64)
         return self.prefix[owner, slot] + (self.first[owner, slot] + off) % self.size[owner, slot]
 
     def home(self) -> np.ndarray:
         """Each account's first prefix of its main slot (where it signed up from)."""
+        assert self.first is not None
         return self.prefix[:, 0] + self.first[:, 0]
 
 
@@ -83,11 +87,11 @@ def make_routing(rng: np.random.Generator, pop: Population) -> Routing:
             elif slot.country == "operator":
                 country[m, j] = pop.operator[m]
             else:
-                country[m, j] = choice(rng, slot.country, len(m))
+                country[m, j] = choice(rng, cast("Mapping[str, float]", slot.country), len(m))
             net[m, j] = [NETS.index(x) for x in choice(rng, slot.net, len(m))]
             pool[m, j] = slot.pool
         leak_c = np.where(np.isin(pop.operator[m], geo.RESTRICTED), pop.operator[m],
-                          _LEAK_COUNTRY.get(s.name, None))  # fmt: skip
+                          _LEAK_COUNTRY.get(s.name, None))  # type: ignore[arg-type]  # fmt: skip
         has_leak = rng.random(len(m)) < (0.85 if s.leak > 0 else 0.03)
         odd = choice(rng, WORLD | {"CN": 2, "RU": 1}, len(m))
         country[m, K - 1] = np.where((s.leak > 0) & (leak_c != None), leak_c, odd)  # noqa: E711

@@ -89,9 +89,11 @@ def _train(args: argparse.Namespace) -> int:
             if section in result.metrics
         },
         "train_params": params.train.model_dump(mode="json"),
-        "trained_through": result.trained_through.isoformat(),
+        "trained_through": None
+        if result.trained_through is None
+        else result.trained_through.isoformat(),
         "recipe": {
-            "digest": result.recipe.digest,
+            "digest": None if result.recipe is None else result.recipe.digest,
             "examples": result.metrics["refit"]["examples"],
             "fold_best_iterations": result.metrics["refit"]["fold_best_iterations"],
             "backtest_ap_mean": result.metrics["folds"]["model_ap_mean"],

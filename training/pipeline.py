@@ -11,6 +11,7 @@ account never reviewed before the as-of time. It does no I/O and no tracking.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ def scorer_outputs(
 ) -> dict[str, np.ndarray]:
     """Raw model score, logistic decision value and red-flag count for each row."""
     return {
-        "model": booster.predict(model_matrix(frame), raw_score=True),
+        "model": np.asarray(booster.predict(model_matrix(frame), raw_score=True)),
         "logistic": logistic.decision(frame),
         "red_flags": red_flag_count(frame),
     }
@@ -79,7 +80,7 @@ def scorer_outputs(
 def compare_scorers(
     y: np.ndarray,
     scores: dict[str, np.ndarray],
-    probs: dict[str, np.ndarray | None],
+    probs: Mapping[str, np.ndarray | None],
     k: int,
     params: Params,
     group: np.ndarray | None,

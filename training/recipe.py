@@ -87,7 +87,7 @@ def backtest(
             x[fold.train], y[fold.train], w[fold.train], x[fold.valid], y[fold.valid],
             recipe.train, recipe.features,
         )  # fmt: skip
-        raw = booster.predict(x[fold.test], raw_score=True)
+        raw = np.asarray(booster.predict(x[fold.test], raw_score=True))
         m = score_metrics(y[fold.test], raw, k, top_fraction=params.evaluate.top_fraction)
         per_fold.append({"fold": fold.index, "ap": m["ap"], "recall_at_k": m["recall_at_k"]})
         models.append(booster)
