@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "exportguard.training.cli",
     "exportguard.serving.cli",
     "exportguard.batch.cli",
+    "exportguard.review.cli",
 )
 
 log = logging.getLogger("exportguard")
@@ -38,6 +39,8 @@ EXTRA_OF = {
     "dvc": "training",
     "sklearn": "training",
     "pyspark": "spark",
+    "sqlalchemy": "review",
+    "alembic": "review",
 }
 
 

@@ -18,6 +18,7 @@ naming the variable and what is expected; a secret (API tokens) is never echoed.
 | EXPORTGUARD_CONNECTION_TABLE | set by `exportguard serve` | serve workers |
 | EXPORTGUARD_API_TOKENS | (none) | serve |
 | EXPORTGUARD_API_TOKENS_FILE | (none) | serve |
+| EXPORTGUARD_REVIEW_DB | sqlite:///data/review.db | review |
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Settings(BaseSettings):
     connection_table: Path | None = None
     api_tokens: SecretStr = SecretStr("")
     api_tokens_file: Path | None = None
+    review_db: SecretStr = SecretStr("sqlite:///data/review.db")  # a URL may hold a password
 
     @field_validator("audit_sync", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ OWNER_TYPES = ("person", "company")
 PAYMENT_METHODS = ("card", "prepaid_card", "bank_transfer", "wallet", "crypto", "invoice")
 PAYMENT_STATUSES = ("succeeded", "failed", "refunded", "disputed")
 NETWORK_TYPES = ("residential", "mobile", "business", "hosting", "vpn_proxy", "tor", "unknown")
-LABEL_SOURCES = ("investigation", "tip", "rule_alert", "audit")
+LABEL_SOURCES = ("investigation", "tip", "rule_alert", "audit", "review")  # review: the workspace
 TYPOLOGIES = ("reseller", "shell_company", "proxy_access", "exemption_abuse", "other")
 
 

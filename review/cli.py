@@ -1,0 +1,101 @@
+"""`exportguard review`: the analysts' case store from the command line.
+
+`review sync` opens cases for the latest committed batch run's review and high bands;
+`review export-labels` writes the decided cases as rows of the `labels` table (merged with
+an existing one); `review audit verify` checks the hash chain of every claim, decision,
+approval and export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the store's libraries load only when a review command runs
+    from exportguard.review.store import Actor, ReviewStore
+
+
+def _store(args: argparse.Namespace) -> ReviewStore:
+    from exportguard.review.db import open_database
+    from exportguard.review.store import ReviewStore
+    from exportguard.settings import Settings
+
+    url = args.db or Settings.from_env().review_db.get_secret_value()
+    return ReviewStore(open_database(url))
+
+
+def _system_actor() -> Actor:
+    from exportguard.review.store import Actor
+
+    return Actor(f"cli:{getpass.getuser()}", "supervisor")
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from exportguard.batch.store import committed_runs, read_batch_output
+
+    runs = committed_runs(args.scores)
+    if not runs:
+        from exportguard.batch.store import BatchError
+
+        raise BatchError(f"{args.scores}: no committed batch run (run `exportguard batch` first)")
+    run = runs[-1]
+    scores = read_batch_output(args.scores, run_id=run["run_id"])
+    opened = _store(args).sync_run(scores, run, _system_actor())
+    print(f"run {run['run_id']}: {opened} new case(s) from the review and high bands")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from exportguard.features.contract import read_tables
+    from exportguard.fileio import atomic_write
+    from exportguard.review.store import merge_labels
+
+    store = _store(args)
+    new = store.labels()
+    existing = None
+    if args.data is not None:  # the contract's checks apply to the table merged in
+        tables, _report = read_tables(args.data)
+        existing = tables.labels
+    merged = merge_labels(existing, new)
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / "labels.parquet"
+    atomic_write(target, lambda fh: merged.to_parquet(fh, index=False))
+    store.record_export(_system_actor(), str(target), len(new))
+    print(f"{len(new)} reviewed label(s), {len(merged)} in all, written to {target}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    n = _store(args).verify_audit()
+    print(f"review audit trail intact: {n} event(s)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `review` to the `exportguard` parser."""
+    p = sub.add_parser(
+        "review",
+        help="the analysts' case store: open cases from batch runs, export decided labels, verify",
+        description="The review workspace's store (SQLite by default, PostgreSQL with "
+        "EXPORTGUARD_REVIEW_DB=postgresql+psycopg://...; migrated on open).",
+    )
+    p.add_argument("--db", metavar="URL", help="SQLAlchemy URL (default $EXPORTGUARD_REVIEW_DB "
+                   "or sqlite:///data/review.db)")  # fmt: skip
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = actions.add_parser("sync", help="open cases for the latest run's review and high bands")
+    s.add_argument("--scores", type=Path, default=Path("data/scores"), metavar="OUT",
+                   help="batch output directory (default data/scores)")  # fmt: skip
+    s.set_defaults(handler=_sync)
+    e = actions.add_parser("export-labels", help="decided cases as `labels` rows (source review)")
+    e.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="writes DIR/labels.parquet"
+    )
+    e.add_argument("--data", type=Path, metavar="DIR",
+                   help="raw data directory whose labels table is merged in (duplicates dropped)")  # fmt: skip
+    e.set_defaults(handler=_export)
+    a = actions.add_parser("audit", help="the review audit trail")
+    verbs = a.add_subparsers(dest="verb", metavar="VERB", required=True)
+    v = verbs.add_parser("verify", help="recompute the hash chain; exit 1 at the first broken link")
+    v.set_defaults(handler=_verify)

@@ -1,0 +1,85 @@
+"""The review database: SQLite file by default, PostgreSQL for a team, always migrated.
+
+`EXPORTGUARD_REVIEW_DB` (or `--db`) is an SQLAlchemy URL; the default is
+`sqlite:///data/review.db`. `open_database` creates the schema with Alembic's migrations
+(never `create_all`), so an existing database is upgraded in place. On SQLite every
+transaction starts with `BEGIN IMMEDIATE` (it takes the write lock at once, so two writers
+wait for each other instead of one failing half-way) and waits up to 30 s for a lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from exportguard.errors import ExportguardError
+
+DEFAULT_URL = "sqlite:///data/review.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class ReviewDatabaseError(ExportguardError):
+    """The review database cannot be opened or migrated."""
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic(connection: Any) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def open_database(url: str = DEFAULT_URL) -> sessionmaker[Session]:
+    """An engine on `url`, migrated to the latest schema; returns its session factory."""
+    try:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, future=True, pool_pre_ping=True)
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise ReviewDatabaseError(f"review database URL {_safe(url)!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        _sqlite_pragmas(engine)
+    try:
+        with engine.begin() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+            head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+            if current != head:
+                command.upgrade(_alembic(connection), "head")
+    except OperationalError as exc:
+        raise ReviewDatabaseError(
+            f"review database {_safe(url)}: cannot open or migrate ({exc.orig})"
+        ) from None
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _safe(url: str) -> str:
+    """The URL without its password (for messages)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"

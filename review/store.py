@@ -1,0 +1,454 @@
+"""The review workflow on the database: queue, claims, decisions, approvals, labels out.
+
+Every write is one transaction that first locks the audit chain's head row (`SELECT ...
+FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` takes the write lock), changes the
+case, and appends a hash-chained event (who, when, what, before/after). Writes are thus
+serialised: two analysts can never claim one case, a decision is never lost, and the
+chain has no fork. A form carries the case version it was rendered with; a write for an
+older version is refused (409) and changes nothing.
+
+Roles: `analyst` claims, decides (confirm / clear / escalate); `supervisor` also takes
+escalated cases and approves or rejects a confirmation someone else proposed;
+`auditor` reads only. A confirmation counts (becomes a label) only once approved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from exportguard.errors import ExportguardError
+from exportguard.review.models import (
+    DECISIONS,
+    MAX_NOTE,
+    TYPOLOGIES,
+    Case,
+    ChainHead,
+    Decision,
+    Event,
+)
+
+ROLES = ("analyst", "supervisor", "auditor")
+QUEUE_BANDS = ("high", "review")
+GENESIS = "0" * 64
+T = TypeVar("T")
+
+
+class ReviewError(ExportguardError):
+    """A review action that cannot be done; `status` is the HTTP status it maps to."""
+
+    status = 400
+
+
+class NotFound(ReviewError):
+    status = 404
+
+
+class Forbidden(ReviewError):
+    status = 403
+
+
+class Conflict(ReviewError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    role: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ReviewError(f"unknown role {self.role!r}; one of {', '.join(ROLES)}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def case_record(case: Case) -> dict[str, Any]:
+    """The audited state of a case."""
+    return {
+        "status": case.status,
+        "assignee": case.assignee,
+        "version": case.version,
+        "typology": case.typology,
+        "proposed_by": case.proposed_by,
+    }
+
+
+def event_hash(prev: str, record: dict[str, Any]) -> str:
+    body = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256((prev + body).encode()).hexdigest()
+
+
+def _event_record(e: Event) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "at": e.at.isoformat(),
+        "actor": e.actor,
+        "action": e.action,
+        "case_id": e.case_id,
+        "before": e.before,
+        "after": e.after,
+    }
+
+
+class ReviewStore:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        claim_ttl: timedelta = timedelta(minutes=30),
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.claim_ttl = claim_ttl
+        self.clock = clock
+
+    # --- the one write path ---------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Session, Callable[..., None]]]:
+        """A transaction holding the chain head; `log(actor, action, case_id, before, after)`."""
+        with self.sessions.begin() as session:
+            head = session.execute(
+                select(ChainHead).where(ChainHead.id == 1).with_for_update()
+            ).scalar_one()
+            now = self.clock()
+
+            def log(
+                actor: Actor,
+                action: str,
+                case_id: int | None = None,
+                before: dict[str, Any] | None = None,
+                after: dict[str, Any] | None = None,
+            ) -> None:
+                e = Event(
+                    seq=head.seq + 1,
+                    at=now,
+                    actor=actor.name,
+                    action=action,
+                    case_id=case_id,
+                    before=before,
+                    after=after,
+                    prev_hash=head.hash,
+                    hash="",
+                )
+                e.hash = event_hash(head.hash, _event_record(e))
+                session.add(e)
+                head.seq, head.hash = e.seq, e.hash
+
+            yield session, log
+
+    def _case(self, session: Session, case_id: int, version: int | None = None) -> Case:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise NotFound(f"no case {case_id}")
+        if version is not None and case.version != version:
+            raise Conflict(
+                f"case {case_id} changed since you opened it (version {version}, now "
+                f"{case.version}: {case.status}"
+                + (f", held by {case.assignee}" if case.assignee else "")
+                + "); reload it"
+            )
+        return case
+
+    def _held_by(self, case: Case, actor: Actor, now: datetime) -> None:
+        if case.status != "claimed" or case.assignee != actor.name:
+            holder = f"held by {case.assignee}" if case.assignee else "not claimed"
+            raise Conflict(f"case {case.id} is {case.status} ({holder}); claim it first")
+        if case.claimed_until is not None and case.claimed_until < now:
+            raise Conflict(f"your claim on case {case.id} expired; claim it again")
+
+    # --- queue ----------------------------------------------------------------------------
+    def sync_run(self, scores: pd.DataFrame, run: dict[str, Any], actor: Actor) -> int:
+        """Open a case for every account of the run's review/high bands without one."""
+        if actor.role == "auditor":
+            raise Forbidden("an auditor cannot open cases")
+        needed = {"account_id", "score", "band", "model_version", "model_sha256"}
+        missing = needed - set(scores.columns)
+        if missing:
+            raise ReviewError(f"batch run {run.get('run_id')}: columns {sorted(missing)} missing")
+        rows = scores.loc[scores["band"].isin(QUEUE_BANDS)]
+        with self._write() as (session, log):
+            known = set(session.execute(select(Case.account_id)).scalars())
+            now = self.clock()
+            opened = 0
+            for rec in rows.to_dict("records"):
+                if rec["account_id"] in known:
+                    continue
+                session.add(
+                    Case(
+                        account_id=str(rec["account_id"]),
+                        run_id=str(run["run_id"]),
+                        model_version=str(rec["model_version"]),
+                        model_sha256=str(rec["model_sha256"]),
+                        score=float(rec["score"]),
+                        band=str(rec["band"]),
+                        reasons=_reasons(rec),
+                        status="open",
+                        version=1,
+                        opened_at=now,
+                    )
+                )
+                known.add(rec["account_id"])
+                opened += 1
+            log(actor, "sync", after={"run_id": run["run_id"], "opened": opened})
+        return opened
+
+    def queue(
+        self, status: str | None = "open", band: str | None = None, limit: int = 100
+    ) -> list[Case]:
+        """Cases by falling score (an expired claim counts as open)."""
+        with self.sessions() as session:
+            q = select(Case).order_by(Case.score.desc(), Case.id)
+            if status == "open":
+                q = q.where(
+                    (Case.status == "open")
+                    | ((Case.status == "claimed") & (Case.claimed_until < self.clock()))
+                )
+            elif status is not None:
+                q = q.where(Case.status == status)
+            if band is not None:
+                q = q.where(Case.band == band)
+            return list(session.execute(q.limit(limit)).scalars())
+
+    def get(self, case_id: int) -> Case:
+        with self.sessions() as session:
+            return self._case(session, case_id)
+
+    def decisions(self, case_id: int) -> list[Decision]:
+        with self.sessions() as session:
+            q = select(Decision).where(Decision.case_id == case_id).order_by(Decision.id)
+            return list(session.execute(q).scalars())
+
+    # --- claims ---------------------------------------------------------------------------
+    def claim_next(self, actor: Actor) -> Case | None:
+        """Lock the top unclaimed case to `actor` (None when the queue is empty)."""
+        if actor.role == "auditor":
+            raise Forbidden("an auditor cannot claim cases")
+        with self._write() as (session, log):
+            now = self.clock()
+            statuses = ["open", "escalated"] if actor.role == "supervisor" else ["open"]
+            free = Case.status.in_(statuses) | (
+                (Case.status == "claimed") & (Case.claimed_until < now)
+            )
+            case = session.execute(
+                select(Case).where(free).order_by(Case.score.desc(), Case.id).limit(1)
+            ).scalar_one_or_none()
+            if case is None:
+                return None
+            self._take(case, actor, now, log)
+            return case
+
+    def claim(self, case_id: int, actor: Actor, version: int) -> Case:
+        if actor.role == "auditor":
+            raise Forbidden("an auditor cannot claim cases")
+        with self._write() as (session, log):
+            now = self.clock()
+            case = self._case(session, case_id, version)
+            expired = case.status == "claimed" and (
+                case.claimed_until is not None and case.claimed_until < now
+            )
+            allowed = ("open", "escalated") if actor.role == "supervisor" else ("open",)
+            if case.status not in allowed and not expired:
+                raise Conflict(f"case {case_id} is {case.status}; it cannot be claimed")
+            self._take(case, actor, now, log)
+            return case
+
+    def _take(self, case: Case, actor: Actor, now: datetime, log: Callable[..., None]) -> None:
+        before = case_record(case)
+        case.status, case.assignee = "claimed", actor.name
+        case.claimed_until = now + self.claim_ttl
+        case.version += 1
+        log(actor, "claim", case.id, before, case_record(case))
+
+    # --- decisions ------------------------------------------------------------------------
+    def decide(
+        self,
+        case_id: int,
+        actor: Actor,
+        kind: str,
+        note: str,
+        version: int,
+        typology: str | None = None,
+    ) -> Case:
+        """Confirm (with a typology; needs approval), clear, or escalate a claimed case."""
+        if actor.role == "auditor":
+            raise Forbidden("an auditor cannot decide")
+        if kind not in ("confirm", "clear", "escalate"):
+            raise ReviewError(f"decision {kind!r}: expected confirm, clear or escalate")
+        text = _note(note)
+        if kind == "confirm" and typology not in TYPOLOGIES:
+            raise ReviewError(f"a confirmation needs a typology: one of {', '.join(TYPOLOGIES)}")
+        with self._write() as (session, log):
+            now = self.clock()
+            case = self._case(session, case_id, version)
+            self._held_by(case, actor, now)
+            before = case_record(case)
+            case.assignee, case.claimed_until = None, None
+            if kind == "confirm":
+                case.status, case.proposed_by, case.typology = "proposed", actor.name, typology
+            elif kind == "clear":
+                case.status, case.decided_at, case.typology = "cleared", now, None
+            else:
+                case.status = "escalated"
+            case.version += 1
+            session.add(_decision(case, kind, typology, text, actor, now))
+            log(actor, kind, case.id, before, case_record(case))
+            return case
+
+    def review_confirmation(
+        self, case_id: int, actor: Actor, approve: bool, note: str, version: int
+    ) -> Case:
+        """A supervisor other than the proposer approves (it counts) or rejects (reopened)."""
+        if actor.role != "supervisor":
+            raise Forbidden("only a supervisor approves or rejects a confirmation")
+        text = _note(note)
+        with self._write() as (session, log):
+            now = self.clock()
+            case = self._case(session, case_id, version)
+            if case.status != "proposed":
+                raise Conflict(f"case {case_id} is {case.status}, not awaiting approval")
+            if case.proposed_by == actor.name:
+                raise Forbidden(
+                    "you proposed this confirmation; another supervisor must approve it"
+                )
+            before = case_record(case)
+            if approve:
+                case.status, case.decided_at = "confirmed", now
+            else:
+                case.status, case.proposed_by, case.typology = "open", None, None
+            case.version += 1
+            kind = "approve" if approve else "reject"
+            session.add(_decision(case, kind, case.typology, text, actor, now))
+            log(actor, kind, case.id, before, case_record(case))
+            return case
+
+    # --- labels out -----------------------------------------------------------------------
+    def labels(self) -> pd.DataFrame:
+        """Decided cases as rows of the contract's `labels` table (source `review`)."""
+        with self.sessions() as session:
+            done = session.execute(
+                select(Case).where(Case.status.in_(("confirmed", "cleared"))).order_by(Case.id)
+            ).scalars()
+            rows = [
+                {
+                    "account_id": c.account_id,
+                    "label": int(c.status == "confirmed"),
+                    "labelled_at": pd.Timestamp(c.decided_at),
+                    "source": "review",
+                    "typology": c.typology if c.status == "confirmed" else None,
+                }
+                for c in done
+            ]
+        frame = pd.DataFrame(
+            rows, columns=["account_id", "label", "labelled_at", "source", "typology"]
+        )
+        return frame.astype({"label": "int64", "labelled_at": "datetime64[ns]"})
+
+    def record_export(self, actor: Actor, target: str, rows: int) -> None:
+        with self._write() as (_session, log):
+            log(actor, "export_labels", after={"target": target, "rows": rows})
+
+    # --- audit ----------------------------------------------------------------------------
+    def verify_audit(self) -> int:
+        """Recompute the chain; raises ReviewError at the first broken link; returns its length."""
+        with self.sessions() as session:
+            prev, n = GENESIS, 0
+            for e in session.execute(select(Event).order_by(Event.seq)).scalars():
+                n += 1
+                if e.seq != n:
+                    raise ReviewError(f"audit trail: event {n} is missing (found {e.seq})")
+                if e.prev_hash != prev or event_hash(prev, _event_record(e)) != e.hash:
+                    raise ReviewError(
+                        f"audit trail: event {e.seq} was changed after it was written"
+                    )
+                prev = e.hash
+            head = session.get(ChainHead, 1)
+            if head is None or head.seq != n or head.hash != prev:
+                raise ReviewError("audit trail: its last events were removed")
+            return n
+
+    def count(self) -> int:
+        with self.sessions() as session:
+            return int(session.execute(select(func.count(Case.id))).scalar_one())
+
+
+def _note(note: str) -> str:
+    text = (note or "").strip()
+    if not text:
+        raise ReviewError("a note is required")
+    if len(text) > MAX_NOTE:
+        raise ReviewError(f"the note has {len(text)} characters; at most {MAX_NOTE}")
+    return text
+
+
+def _decision(
+    case: Case, kind: str, typology: str | None, note: str, actor: Actor, now: datetime
+) -> Decision:
+    assert kind in DECISIONS
+    return Decision(
+        case_id=case.id,
+        kind=kind,
+        typology=typology,
+        note=note,
+        actor=actor.name,
+        at=now,
+        seen={
+            "run_id": case.run_id,
+            "model_version": case.model_version,
+            "model_sha256": case.model_sha256,
+            "score": case.score,
+            "band": case.band,
+            "reasons": case.reasons,
+        },
+    )
+
+
+def _reasons(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for i in range(1, 100):
+        feat = rec.get(f"reason_{i}_feature")
+        if feat is None or (isinstance(feat, float) and feat != feat):
+            break
+        value = rec.get(f"reason_{i}_value")
+        out.append(
+            {
+                "feature": str(feat),
+                "value": None if value is None or value != value else float(value),
+                "contribution": float(rec[f"reason_{i}_contribution"]),
+                "sentence": str(rec[f"reason_{i}_sentence"]),
+            }
+        )
+    return out
+
+
+def merge_labels(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """Existing labels plus the review's, without duplicate (account, label, time, source) rows."""
+    parts = [p for p in (existing, new) if p is not None and len(p)]
+    if not parts:
+        return new
+    merged = pd.concat(parts, ignore_index=True)
+    return merged.drop_duplicates(
+        subset=["account_id", "label", "labelled_at", "source"], keep="first"
+    ).reset_index(drop=True)
+
+
+__all__ = [
+    "Actor",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "ReviewError",
+    "ReviewStore",
+    "merge_labels",
+]

@@ -1,0 +1,78 @@
+"""From a committed batch run to reviewed labels the pipeline can read, through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exportguard.cli import main
+from exportguard.features.contract import read_tables
+from exportguard.review.db import open_database
+from exportguard.review.store import Actor, ReviewStore
+from exportguard.scoring.bundle import load_bundle, write_bundle
+from exportguard.scoring.calibration import Bands
+from exportguard.synth.world import generate_world, write_world
+
+
+@pytest.mark.slow
+def test_sync_decide_export_and_verify(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = load_bundle(tiny_bundle)  # the test model with a wider review band: more cases
+    model = write_bundle(
+        tmp_path / "model", model_text=b.model_text, calibration=b.calibration,
+        bands=Bands(high=0.5, review=0.02), features=list(b.features), reference=b.reference,
+        metadata={"model_name": "exportguard-test", "model_version": "7"}, policy=b.policy,
+    )  # fmt: skip
+    world = generate_world(600, seed=21, days=60)
+    write_world(world, tmp_path / "data", tmp_path / "truth.parquet")
+    out = tmp_path / "scores"
+    assert main(["batch", "--data", str(tmp_path / "data"), "--out", str(out),
+                 "--model", str(model), "--no-snapshot"]) == 0  # fmt: skip
+    capsys.readouterr()
+    db = f"sqlite:///{tmp_path}/review.db"
+    assert main(["review", "--db", db, "sync", "--scores", str(out)]) == 0
+    opened = int(capsys.readouterr().out.rsplit(": ", 1)[1].split()[0])
+    assert opened >= 2
+    assert main(["review", "--db", db, "sync", "--scores", str(out)]) == 0  # idempotent
+    assert ": 0 new case(s)" in capsys.readouterr().out
+
+    store = ReviewStore(open_database(db))
+    ana, sue, sam = Actor("ana", "analyst"), Actor("sue", "supervisor"), Actor("sam", "supervisor")
+    first = store.claim_next(ana)
+    second = store.claim_next(sue)
+    assert first is not None and second is not None
+    store.decide(first.id, ana, "clear", "benign traveller", first.version)
+    proposed = store.decide(second.id, sue, "confirm", "relay", second.version, "reseller")
+    store.review_confirmation(second.id, sam, True, "agreed", proposed.version)
+
+    labels_out = tmp_path / "reviewed"
+    args = ["review", "--db", db, "export-labels", "--data", str(tmp_path / "data")]
+    assert main([*args, "--out", str(labels_out)]) == 0
+    merged = pd.read_parquet(labels_out / "labels.parquet")
+    before = read_tables(tmp_path / "data")[0].labels
+    assert len(merged) == len(before) + 2
+    reviewed = merged.loc[merged["source"] == "review"].set_index("account_id")
+    assert reviewed.loc[first.account_id, "label"] == 0
+    assert reviewed.loc[second.account_id, "label"] == 1
+    assert reviewed.loc[second.account_id, "typology"] == "reseller"
+    # the merged table passes the data contract in place of the original one
+    (tmp_path / "data" / "labels.parquet").write_bytes((labels_out / "labels.parquet").read_bytes())
+    tables, report = read_tables(tmp_path / "data")
+    assert len(tables.labels) == len(merged)
+    capsys.readouterr()
+    assert main(["review", "--db", db, "audit", "verify"]) == 0
+    assert "intact: 8 event(s)" in capsys.readouterr().out  # 2 syncs, 2 claims, 3 decisions, export
+
+
+def test_review_commands_refuse_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path}/review.db"
+    assert main(["review", "--db", db, "sync", "--scores", str(tmp_path / "none")]) == 2
+    assert "no committed batch run" in capsys.readouterr().err
+    assert main(["review", "--db", "mysql+nodriver://x", "audit", "verify"]) == 2
+    err = capsys.readouterr().err
+    assert "review database URL" in err and "Traceback" not in err

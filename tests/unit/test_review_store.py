@@ -1,0 +1,216 @@
+"""The review store on a real SQLite file: queue, claims, decisions, approvals, audit, labels."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from exportguard.review.db import ReviewDatabaseError, open_database
+from exportguard.review.store import (
+    Actor,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ReviewError,
+    ReviewStore,
+    merge_labels,
+)
+
+ANA = Actor("ana", "analyst")
+BOB = Actor("bob", "analyst")
+SUE = Actor("sue", "supervisor")
+SAM = Actor("sam", "supervisor")
+AUD = Actor("aud", "auditor")
+RUN = {"run_id": "run0001"}
+
+
+def scores(n: int = 10, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    score = np.sort(rng.uniform(0, 1, n))[::-1]
+    band = np.where(score > 0.7, "high", np.where(score > 0.3, "review", "low"))
+    return pd.DataFrame(
+        {
+            "account_id": [f"acc_{i:03d}" for i in range(n)],
+            "score": score,
+            "band": band,
+            "model_version": "3",
+            "model_sha256": "ab" * 32,
+            "reason_1_feature": "vpn_tor_traffic_share_30d",
+            "reason_1_value": 0.4,
+            "reason_1_contribution": 0.8,
+            "reason_1_sentence": "<b>40%</b> of traffic via VPN",
+            "reason_2_feature": None,
+        }
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 9, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture()
+def store(tmp_path: Path, clock: Clock) -> ReviewStore:
+    s = ReviewStore(open_database(f"sqlite:///{tmp_path}/review.db"), clock=clock)
+    s.sync_run(scores(), RUN, SUE)
+    return s
+
+
+def test_migrations_create_the_schema_once_and_sync_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    first = ReviewStore(open_database(url))
+    frame = scores(20)
+    expected = int(frame["band"].isin(["high", "review"]).sum())
+    assert first.sync_run(frame, RUN, SUE) == expected and expected < 20
+    again = ReviewStore(open_database(url))  # reopening migrates nothing and loses nothing
+    assert again.sync_run(frame, RUN, SUE) == 0 and again.count() == expected
+    with again.sessions() as session:
+        assert session.execute(text("select version_num from alembic_version")).scalar() == "0001"
+    top = again.queue()[0]
+    assert top.account_id == "acc_000" and top.reasons[0]["sentence"].startswith("<b>")
+
+
+def test_a_bad_database_url_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ReviewDatabaseError, match="review database URL"):
+        open_database("nonsense://x")
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(ReviewDatabaseError, match="cannot open or migrate"):
+        open_database(f"sqlite:///{tmp_path}/dir.db")
+
+
+def test_claim_next_gives_each_analyst_a_different_top_case(
+    store: ReviewStore, clock: Clock
+) -> None:
+    a = store.claim_next(ANA)
+    b = store.claim_next(BOB)
+    assert a is not None and b is not None and a.id != b.id and a.score >= b.score
+    with pytest.raises(Conflict, match="held by ana"):
+        store.decide(a.id, BOB, "clear", "looks fine", a.version)
+    clock.now += timedelta(minutes=31)  # ana's claim expires; bob may take the case
+    again = store.claim(a.id, BOB, a.version)
+    assert again.assignee == "bob"
+    with pytest.raises(Conflict, match="changed since you opened it"):
+        store.decide(a.id, ANA, "clear", "fine", a.version)
+    with pytest.raises(Forbidden):
+        store.claim_next(AUD)
+
+
+def test_decisions_need_a_note_a_typology_and_the_current_version(store: ReviewStore) -> None:
+    case = store.claim_next(ANA)
+    assert case is not None
+    for note, kind, typ, message in [
+        ("  ", "clear", None, "a note is required"),
+        ("x" * 4001, "clear", None, "at most 4000"),
+        ("relay", "confirm", None, "needs a typology"),
+        ("relay", "confirm", "smuggling", "needs a typology"),
+        ("relay", "delete", None, "expected confirm, clear or escalate"),
+    ]:
+        with pytest.raises(ReviewError, match=message):
+            store.decide(case.id, ANA, kind, note, case.version, typ)
+    with pytest.raises(NotFound):
+        store.decide(9999, ANA, "clear", "n", 1)
+    assert store.get(case.id).status == "claimed"  # nothing half-written
+    note = "<script>alert(1)</script> relays to CN"
+    done = store.decide(case.id, ANA, "confirm", note, case.version, "reseller")
+    assert done.status == "proposed" and store.decisions(case.id)[0].note == note
+    seen = store.decisions(case.id)[0].seen
+    assert seen["run_id"] == "run0001" and seen["model_version"] == "3"
+    with pytest.raises(Conflict):  # a double submit of the same form
+        store.decide(case.id, ANA, "confirm", note, case.version, "reseller")
+
+
+def test_a_confirmation_counts_only_after_another_supervisor_approves(store: ReviewStore) -> None:
+    case = store.claim_next(SUE)
+    assert case is not None
+    proposed = store.decide(case.id, SUE, "confirm", "shell in SG", case.version, "shell_company")
+    assert store.labels().empty
+    with pytest.raises(Forbidden, match="only a supervisor"):
+        store.review_confirmation(case.id, ANA, True, "ok", proposed.version)
+    with pytest.raises(Forbidden, match="another supervisor"):
+        store.review_confirmation(case.id, SUE, True, "ok", proposed.version)
+    done = store.review_confirmation(case.id, SAM, True, "agreed", proposed.version)
+    assert done.status == "confirmed"
+    other = store.claim_next(BOB)
+    assert other is not None
+    store.decide(other.id, BOB, "clear", "student traveller", other.version)
+    labels = store.labels()
+    assert labels[["account_id", "label", "source"]].values.tolist() == [
+        [case.account_id, 1, "review"],
+        [other.account_id, 0, "review"],
+    ]
+    assert labels["typology"].iloc[0] == "shell_company" and pd.isna(labels["typology"].iloc[1])
+    assert labels["labelled_at"].notna().all()
+
+
+def test_escalated_cases_go_to_supervisors_and_rejection_reopens(store: ReviewStore) -> None:
+    case = store.claim_next(ANA)
+    assert case is not None
+    up = store.decide(case.id, ANA, "escalate", "needs ownership check", case.version)
+    assert up.status == "escalated"
+    assert all(c.id != case.id for c in store.queue()) and store.claim_next(ANA).id != case.id  # type: ignore[union-attr]
+    taken = store.claim(case.id, SUE, up.version)
+    proposed = store.decide(case.id, SUE, "confirm", "owned via HK", taken.version, "shell_company")
+    back = store.review_confirmation(case.id, SAM, False, "evidence thin", proposed.version)
+    assert back.status == "open" and back.typology is None
+
+
+def test_the_audit_chain_verifies_and_detects_an_edit(store: ReviewStore) -> None:
+    case = store.claim_next(ANA)
+    assert case is not None
+    store.decide(case.id, ANA, "clear", "benign", case.version)
+    assert store.verify_audit() == 3  # sync, claim, clear
+    with store.sessions.begin() as session:
+        session.execute(text("update events set actor = 'mallory' where seq = 2"))
+    with pytest.raises(ReviewError, match="event 2 was changed"):
+        store.verify_audit()
+
+
+def test_eight_analysts_at_once_never_share_a_case_or_lose_a_decision(tmp_path: Path) -> None:
+    s = ReviewStore(open_database(f"sqlite:///{tmp_path}/team.db"))
+    frame = scores(80, seed=4).assign(band="review")
+    assert s.sync_run(frame, RUN, SUE) == 80
+    worked: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        me = Actor(name, "analyst")
+        try:
+            while (case := s.claim_next(me)) is not None:
+                s.decide(case.id, me, "clear", f"checked by {name}", case.version)
+                worked.setdefault(name, []).append(case.id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"analyst{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    ids = [i for done in worked.values() for i in done]
+    assert len(ids) == len(set(ids)) == 80
+    assert len(s.labels()) == 80 and s.verify_audit() == 1 + 80 + 80
+
+
+def test_merge_labels_drops_duplicates_only() -> None:
+    t = pd.Timestamp("2026-11-01")
+    old = pd.DataFrame({"account_id": ["a", "b"], "label": [1, 0], "labelled_at": [t, t],
+                        "source": ["investigation", "tip"], "typology": ["reseller", None]})  # fmt: skip
+    new = pd.DataFrame({"account_id": ["a", "c"], "label": [1, 1], "labelled_at": [t, t],
+                        "source": ["investigation", "review"], "typology": ["reseller", "other"]})  # fmt: skip
+    merged = merge_labels(old, new)
+    assert merged["account_id"].tolist() == ["a", "b", "c"]
