@@ -37,8 +37,12 @@ demo: setup
 	@echo "Runs, plots and registered versions: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 	@echo "Champion bundle: models/champion/   Evaluation: metrics/evaluate.json   Method: docs/training.md"
 
+# The review store's tests run on SQLite and on PostgreSQL: .ci/postgres.sh starts a local
+# server (installing Debian's package when run as root) unless EXPORTGUARD_TEST_PG_URL is set.
 test: setup
-	$(VENV)/bin/pytest -q
+	@url="$${EXPORTGUARD_TEST_PG_URL:-}"; [ -n "$$url" ] || url=$$(bash .ci/postgres.sh) || exit 1; \
+	echo "PostgreSQL for the tests at $${url##*@}"; \
+	EXPORTGUARD_TEST_PG_URL="$$url" $(VENV)/bin/pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -114,6 +114,12 @@ class ReviewStore:
         self.claim_ttl = claim_ttl
         self.clock = clock
 
+    def close(self) -> None:
+        """Close the database connections (the pool of the store's engine)."""
+        bind = self.sessions.kw.get("bind")
+        if bind is not None:
+            bind.dispose()
+
     # --- the one write path ---------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[tuple[Session, Callable[..., None]]]:

@@ -27,3 +27,28 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def feature_table() -> pd.DataFrame:
     return make_feature_table(300, seed=7)
+
+
+#: set by `make test` (.ci/postgres.sh starts a local PostgreSQL and prints its URL)
+PG_ENV = "EXPORTGUARD_TEST_PG_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty review database on each backend the workspace supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/review.db"
+    url = os.environ.get(PG_ENV, "").strip()
+    if not url:
+        pytest.fail(
+            f"{PG_ENV} is not set: run the tests with `make test`, which starts PostgreSQL "
+            "(.ci/postgres.sh; installs Debian's postgresql package when run as root)"
+        )
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:  # the tests own this database: start from nothing
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -64,14 +65,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture()
-def store(tmp_path: Path, clock: Clock) -> ReviewStore:
-    s = ReviewStore(open_database(f"sqlite:///{tmp_path}/review.db"), clock=clock)
+def store(review_url: str, clock: Clock) -> Iterator[ReviewStore]:
+    s = ReviewStore(open_database(review_url), clock=clock)
     s.sync_run(scores(), RUN, SUE)
-    return s
+    yield s
+    s.close()
 
 
-def test_migrations_create_the_schema_once_and_sync_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/r.db"
+def test_migrations_create_the_schema_once_and_sync_is_idempotent(review_url: str) -> None:
+    url = review_url
     first = ReviewStore(open_database(url))
     frame = scores(20)
     expected = int(frame["band"].isin(["high", "review"]).sum())
@@ -82,6 +84,8 @@ def test_migrations_create_the_schema_once_and_sync_is_idempotent(tmp_path: Path
         assert session.execute(text("select version_num from alembic_version")).scalar() == "0001"
     top = again.queue()[0]
     assert top.account_id == "acc_000" and top.reasons[0]["sentence"].startswith("<b>")
+    first.close()
+    again.close()
 
 
 def test_a_bad_database_url_is_named(tmp_path: Path) -> None:
@@ -179,8 +183,8 @@ def test_the_audit_chain_verifies_and_detects_an_edit(store: ReviewStore) -> Non
         store.verify_audit()
 
 
-def test_eight_analysts_at_once_never_share_a_case_or_lose_a_decision(tmp_path: Path) -> None:
-    s = ReviewStore(open_database(f"sqlite:///{tmp_path}/team.db"))
+def test_eight_analysts_at_once_never_share_a_case_or_lose_a_decision(review_url: str) -> None:
+    s = ReviewStore(open_database(review_url))
     frame = scores(80, seed=4).assign(band="review")
     assert s.sync_run(frame, RUN, SUE) == 80
     worked: dict[str, list[int]] = {}
@@ -204,6 +208,7 @@ def test_eight_analysts_at_once_never_share_a_case_or_lose_a_decision(tmp_path: 
     ids = [i for done in worked.values() for i in done]
     assert len(ids) == len(set(ids)) == 80
     assert len(s.labels()) == 80 and s.verify_audit() == 1 + 80 + 80
+    s.close()
 
 
 def test_merge_labels_drops_duplicates_only() -> None:
