@@ -29,6 +29,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	touch $@
 
 setup: $(VENV)/.synced
+	@bash .ci/system-packages.sh
 
 demo: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro

@@ -19,6 +19,8 @@ naming the variable and what is expected; a secret (API tokens) is never echoed.
 | EXPORTGUARD_API_TOKENS | (none) | serve |
 | EXPORTGUARD_API_TOKENS_FILE | (none) | serve |
 | EXPORTGUARD_REVIEW_DB | sqlite:///data/review.db | review |
+| EXPORTGUARD_REVIEW_USERS | review-users.yaml | review (users, roles, argon2 hashes) |
+| EXPORTGUARD_REVIEW_SECRET | (random per process) | review (signs session cookies) |
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class Settings(BaseSettings):
     api_tokens: SecretStr = SecretStr("")
     api_tokens_file: Path | None = None
     review_db: SecretStr = SecretStr("sqlite:///data/review.db")  # a URL may hold a password
+    review_users: Path = Path("review-users.yaml")
+    review_secret: SecretStr = SecretStr("")
 
     @field_validator("audit_sync", mode="before")
     @classmethod

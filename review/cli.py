@@ -1,5 +1,6 @@
 """`exportguard review`: the analysts' case store from the command line.
 
+`review serve` runs the analysts' web workspace; `review add-user` adds a user;
 `review sync` opens cases for the latest committed batch run's review and high bands;
 `review export-labels` writes the decided cases as rows of the `labels` table (merged with
 an existing one); `review audit verify` checks the hash chain of every claim, decision,
@@ -12,6 +13,8 @@ import argparse
 import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from exportguard.cliargs import int_in_range
 
 if TYPE_CHECKING:  # the store's libraries load only when a review command runs
     from exportguard.review.store import Actor, ReviewStore
@@ -67,6 +70,50 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_user(args: argparse.Namespace) -> int:
+    import sys
+
+    from exportguard.review.users import add_user
+    from exportguard.settings import Settings
+
+    path = args.users or Settings.from_env().review_users
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            from exportguard.review.users import UsersError
+
+            raise UsersError("the two passwords differ")
+    user = add_user(path, args.name, args.role, password)
+    print(f"{user.name} ({user.role}) saved in {path}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import secrets
+
+    import uvicorn
+
+    from exportguard.review.users import load_users
+    from exportguard.review.web import create_app
+    from exportguard.settings import Settings
+
+    settings = Settings.from_env()
+    users = args.users or settings.review_users
+    load_users(users)  # a missing or malformed users file fails here, with its message
+    secret = settings.review_secret.get_secret_value()
+    if not secret:
+        secret = secrets.token_urlsafe(32)
+        logging.getLogger(__name__).warning(
+            "EXPORTGUARD_REVIEW_SECRET is not set: sessions end when this process stops"
+        )
+    app = create_app(_store(args), users, secret, https_only=args.https_only)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     n = _store(args).verify_audit()
     print(f"review audit trail intact: {n} event(s)")
@@ -95,6 +142,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", type=Path, metavar="DIR",
                    help="raw data directory whose labels table is merged in (duplicates dropped)")  # fmt: skip
     e.set_defaults(handler=_export)
+    w = actions.add_parser("serve", help="the analysts' web workspace (login, queue, cases)")
+    w.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    w.add_argument("--port", type=int_in_range(1, 65535), default=8080, help="port (default 8080)")
+    w.add_argument("--users", type=Path, metavar="FILE",
+                   help="users file (default $EXPORTGUARD_REVIEW_USERS or review-users.yaml)")  # fmt: skip
+    w.add_argument("--https-only", action="store_true",
+                   help="mark the session cookie Secure (behind TLS)")  # fmt: skip
+    w.set_defaults(handler=_serve)
+    u = actions.add_parser("add-user", help="add or replace a user (argon2 password hash)")
+    u.add_argument("name")
+    u.add_argument("--role", choices=("analyst", "supervisor", "auditor"), required=True)
+    u.add_argument("--users", type=Path, metavar="FILE",
+                   help="users file (default $EXPORTGUARD_REVIEW_USERS or review-users.yaml)")  # fmt: skip
+    u.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    u.set_defaults(handler=_add_user)
     a = actions.add_parser("audit", help="the review audit trail")
     verbs = a.add_subparsers(dest="verb", metavar="VERB", required=True)
     v = verbs.add_parser("verify", help="recompute the hash chain; exit 1 at the first broken link")

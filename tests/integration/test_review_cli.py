@@ -76,3 +76,27 @@ def test_review_commands_refuse_bad_input(
     assert main(["review", "--db", "mysql+nodriver://x", "audit", "verify"]) == 2
     err = capsys.readouterr().err
     assert "review database URL" in err and "Traceback" not in err
+
+
+def test_add_user_stores_only_a_hash_and_serve_needs_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from exportguard.review.users import authenticate, load_users
+
+    users = tmp_path / "users.yaml"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    argv = ["review", "add-user", "ana", "--role", "analyst", "--users", str(users)]
+    assert main([*argv, "--password-stdin"]) == 0
+    text = users.read_text()
+    assert "a long enough secret" not in text and "$argon2id$" in text
+    assert oct(users.stat().st_mode & 0o777) == "0o600"
+    assert authenticate(load_users(users), "ana", "a long enough secret") is not None
+    assert authenticate(load_users(users), "ana", "wrong") is None
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main([*argv, "--password-stdin"]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
+    db = f"sqlite:///{tmp_path}/r.db"
+    assert main(["review", "--db", db, "serve", "--users", str(tmp_path / "none.yaml")]) == 2
+    assert "create the first user" in capsys.readouterr().err

@@ -1,0 +1,327 @@
+"""The analysts' web workspace: login, queue, case page, decisions (FastAPI, Jinja2, HTMX).
+
+Every page but the login needs a session (a signed cookie: HttpOnly, SameSite=Strict,
+Secure with `https_only`); every form carries the session's CSRF token; failed logins are
+limited per user name and client address. Templates autoescape, so a note or a reason
+holding HTML is shown as text. HTMX (vendored, no CDN) refreshes the queue table when a
+filter changes. Review errors become a page with their message and 4xx status; nothing
+reaches the browser as a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exportguard.features.registry import BY_NAME
+from exportguard.review.models import TYPOLOGIES
+from exportguard.review.store import Actor, Forbidden, ReviewError, ReviewStore
+from exportguard.review.users import User, authenticate, load_users
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+MAX_BODY = 64 * 1024
+SESSION_SECONDS = 8 * 3600
+
+
+class BodyLimit:
+    """413 for a request body over `limit` bytes (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": b"request body too large"})
+
+
+class LoginLimiter:
+    """At most `attempts` failed logins per (name, address) in `window` seconds."""
+
+    def __init__(self, attempts: int = 5, window: float = 900.0) -> None:
+        self.attempts, self.window = attempts, window
+        self.failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+
+    def blocked(self, key: tuple[str, str]) -> bool:
+        q, now = self.failures[key], time.monotonic()
+        while q and q[0] < now - self.window:
+            q.popleft()
+        return len(q) >= self.attempts
+
+    def fail(self, key: tuple[str, str]) -> None:
+        self.failures[key].append(time.monotonic())
+
+    def clear(self, key: tuple[str, str]) -> None:
+        self.failures.pop(key, None)
+
+
+def waterfall(reasons: list[dict[str, Any]], width: int = 520) -> dict[str, Any]:
+    """Geometry of the reasons' SHAP bars (log-odds), drawn by the template as SVG."""
+    top = max([abs(float(r["contribution"])) for r in reasons] or [1.0]) or 1.0
+    left, bar_w = 250, width - 270
+    bars: list[dict[str, Any]] = []
+    families: dict[str, float] = {}
+    for i, r in enumerate(reasons):
+        c = float(r["contribution"])
+        w = bar_w * abs(c) / top
+        bars.append({"y": 8 + 26 * i, "x": left if c >= 0 else left - w, "w": max(w, 1.0),
+                     "label": r["feature"], "value": f"{c:+.3f}", "up": c >= 0})  # fmt: skip
+        fam = BY_NAME[r["feature"]].family if r["feature"] in BY_NAME else "other"
+        families[fam] = families.get(fam, 0.0) + c
+    return {"bars": bars, "height": 16 + 26 * len(bars), "width": width, "left": left,
+            "families": sorted(families.items(), key=lambda kv: -kv[1])}  # fmt: skip
+
+
+def create_app(
+    store: ReviewStore,
+    users_path: Path,
+    secret: str,
+    *,
+    https_only: bool = False,
+    limiter: LoginLimiter | None = None,
+) -> FastAPI:
+    app = FastAPI(title="exportguard review", docs_url=None, redoc_url=None, openapi_url=None)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    limiter = limiter or LoginLimiter()
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        ctx.setdefault("user", request.session.get("user"))
+        ctx.setdefault("role", request.session.get("role"))
+        ctx["csrf"] = _csrf(request)
+        return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+    def actor(request: Request) -> Actor:
+        name, role = request.session.get("user"), request.session.get("role")
+        if not name or not role:
+            raise _LoginRequired
+        return Actor(str(name), str(role))
+
+    def check_csrf(request: Request, token: str) -> None:
+        if not hmac.compare_digest(str(request.session.get("csrf", "")), token or ""):
+            raise Forbidden(
+                "the form expired or did not come from this workspace (CSRF); reload it"
+            )
+
+    @app.exception_handler(_LoginRequired)
+    async def _to_login(request: Request, _exc: Exception) -> Response:
+        if request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        return page(request, "error.html", 401, message="please log in")
+
+    @app.exception_handler(ReviewError)
+    async def _review_error(request: Request, exc: ReviewError) -> Response:
+        return page(request, "error.html", exc.status, message=str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_form(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the request"
+        return page(request, "error.html", 400, message=f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return page(request, "error.html", exc.status_code, message=str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("review workspace: unexpected error on %s", request.url.path)
+        return page(request, "error.html", 500, message="internal error (logged)")
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request) -> Response:
+        return page(request, "login.html")
+
+    @app.post("/login")
+    async def login(
+        request: Request,
+        name: str = Form(max_length=64),
+        password: str = Form(max_length=1024),
+        csrf: str = Form(max_length=128),
+    ) -> Response:
+        check_csrf(request, csrf)
+        key = (name, request.client.host if request.client else "-")
+        if limiter.blocked(key):
+            return page(
+                request, "login.html", 429, message="too many failed logins; wait 15 minutes"
+            )
+        user: User | None = authenticate(load_users(users_path), name, password)
+        if user is None:
+            limiter.fail(key)
+            log.info("review login refused for %r from %s", name, key[1])
+            return page(request, "login.html", 401, message="wrong name or password")
+        limiter.clear(key)
+        request.session.clear()
+        request.session.update(user=user.name, role=user.role, csrf=secrets.token_urlsafe(32))
+        return RedirectResponse("/queue", status_code=303)
+
+    @app.post("/logout")
+    async def logout(request: Request, csrf: str = Form(max_length=128)) -> Response:
+        check_csrf(request, csrf)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/")
+    async def home(request: Request) -> Response:
+        actor(request)
+        return RedirectResponse("/queue", status_code=303)
+
+    def _queue_ctx(status: str, band: str) -> dict[str, Any]:
+        if status not in (
+            "open",
+            "claimed",
+            "escalated",
+            "proposed",
+            "confirmed",
+            "cleared",
+            "all",
+        ):
+            raise ReviewError(f"unknown status filter {status!r}")
+        if band not in ("", "high", "review"):
+            raise ReviewError(f"unknown band filter {band!r}")
+        cases = store.queue(None if status == "all" else status, band or None, limit=200)
+        return {"cases": cases, "status_filter": status, "band": band}
+
+    @app.get("/queue", response_class=HTMLResponse)
+    async def queue(request: Request, status: str = "open", band: str = "") -> Response:
+        actor(request)
+        return page(request, "queue.html", **_queue_ctx(status, band))
+
+    @app.get("/queue/rows", response_class=HTMLResponse)
+    async def queue_rows(request: Request, status: str = "open", band: str = "") -> Response:
+        actor(request)
+        return page(request, "_rows.html", **_queue_ctx(status, band))
+
+    @app.post("/claim-next")
+    async def claim_next(request: Request, csrf: str = Form(max_length=128)) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        case = store.claim_next(me)
+        if case is None:
+            return page(request, "error.html", 409, message="the queue is empty")
+        return RedirectResponse(f"/cases/{case.id}", status_code=303)
+
+    @app.get("/cases/{case_id}", response_class=HTMLResponse)
+    async def case_page(request: Request, case_id: int) -> Response:
+        me = actor(request)
+        case = store.get(case_id)
+        return page(request, "case.html", case=case, decisions=store.decisions(case_id),
+                    chart=waterfall(case.reasons), typologies=TYPOLOGIES, me=me)  # fmt: skip
+
+    @app.post("/cases/{case_id}/claim")
+    async def claim(
+        request: Request, case_id: int, version: int = Form(), csrf: str = Form(max_length=128)
+    ) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        store.claim(case_id, me, version)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    @app.post("/cases/{case_id}/decide")
+    async def decide(
+        request: Request,
+        case_id: int,
+        version: int = Form(),
+        kind: str = Form(max_length=16),
+        note: str = Form("", max_length=8000),
+        typology: str = Form("", max_length=32),
+        csrf: str = Form(max_length=128),
+    ) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        store.decide(case_id, me, kind, note, version, typology or None)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    @app.post("/cases/{case_id}/review")
+    async def review(
+        request: Request,
+        case_id: int,
+        version: int = Form(),
+        verdict: str = Form(max_length=8),
+        note: str = Form("", max_length=8000),
+        csrf: str = Form(max_length=128),
+    ) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        if verdict not in ("approve", "reject"):
+            raise ReviewError(f"verdict {verdict!r}: approve or reject")
+        store.review_confirmation(case_id, me, verdict == "approve", note, version)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="exportguard_review",
+                       max_age=SESSION_SECONDS, same_site="strict", https_only=https_only)  # fmt: skip
+    app.add_middleware(BodyLimit)
+    return app
+
+
+class _LoginRequired(Exception):
+    pass
+
+
+def _csrf(request: Request) -> str:
+    """The session's CSRF token (made on first use, also before login)."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
