@@ -32,6 +32,7 @@ setup: $(VENV)/.synced
 	@bash .ci/system-packages.sh
 
 demo: setup
+	$(VENV)/bin/exportguard review export-labels --out data/reviewed   # the analysts' decisions
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/dvc repro
 	@$(PY) -c "import json; from exportguard.training.report import render_table; print(render_table(json.load(open('models/candidate/metrics.json'))))"
 	@echo

@@ -203,6 +203,39 @@ def _load(
     return frames
 
 
+#: a label is the same label when these agree (the review may re-export what it exported)
+LABEL_KEY = ["account_id", "label", "labelled_at", "source"]
+
+
+def _merge_labels(
+    frames: dict[str, pd.DataFrame], path: Path, problems: list[Problem], report: ValidationReport
+) -> None:
+    if not path.is_file():
+        problems.append(Problem("labels", None, f"extra labels file {path} does not exist", 0))
+        return
+    try:
+        raw = _read_file(path, SPECS["labels"])
+    except Exception as exc:  # any reader failure is a bad file, reported by name
+        problems.append(
+            Problem("labels", None, f"cannot read {path}: {type(exc).__name__}: {exc}", 0)
+        )
+        return
+    missing = [s.name for s in SPECS["labels"] if s.name not in raw.columns]
+    if missing:
+        problems.append(
+            Problem("labels", ", ".join(missing), f"required column(s) missing in {path}", 0)
+        )
+        return
+    extra = coerce_table("labels", raw, problems)
+    base = frames.get("labels")
+    merged = extra if base is None else pd.concat([base, extra], ignore_index=True)
+    for column in ("account_id", "source", "typology"):
+        if column in merged:
+            merged[column] = merged[column].astype(object)
+    frames["labels"] = merged.drop_duplicates(subset=LABEL_KEY, keep="first").reset_index(drop=True)
+    report.rows["labels"] = len(frames["labels"])
+
+
 def _schema_checks(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> None:
     from exportguard.features.schemas import validate_frame
 
@@ -355,11 +388,15 @@ def read_tables(
     data_dir: str | Path,
     horizon: pd.Timestamp | None = None,
     now: pd.Timestamp | None = None,
+    extra_labels: Path | None = None,
 ) -> tuple[RawTables, ValidationReport]:
     """Load and validate every contract table in `data_dir`; raise ContractError listing all problems.
 
     `horizon` declares where the data ends (rows after it are errors); without it the
     horizon is derived (`features.horizon`). `now` is the wall-clock time rows may not pass.
+    `extra_labels` is a labels table written elsewhere (the review workspace's
+    `export-labels`): its rows join the directory's labels, duplicates dropped, before every
+    check, so they are held to the same contract (columns, values, known accounts).
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -369,6 +406,8 @@ def read_tables(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         frames = _load(data_dir, problems, report)
+        if extra_labels is not None:
+            _merge_labels(frames, Path(extra_labels), problems, report)
         _schema_checks(frames, problems)
     _foreign_keys(frames, problems)
     _future_checks(frames, wall_clock_now() if now is None else now, problems)

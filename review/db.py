@@ -9,6 +9,7 @@ wait for each other instead of one failing half-way) and waits up to 30 s for a 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def _alembic(connection: Any) -> Config:
 
 def open_database(url: str = DEFAULT_URL) -> sessionmaker[Session]:
     """An engine on `url`, migrated to the latest schema; returns its session factory."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin list at every open
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

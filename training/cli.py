@@ -54,7 +54,7 @@ def _examples(args: argparse.Namespace) -> int:
     from exportguard.training.inputs import build_feature_set, save_feature_set
 
     params = _params(args)
-    fs = build_feature_set(args.data, params, args.as_of)
+    fs = build_feature_set(args.data, params, args.as_of, args.reviewed_labels)
     save_feature_set(fs, args.out, params)
     kinds = fs.examples["kind"].value_counts().to_dict()
     print(
@@ -214,6 +214,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=Path, metavar="params.yaml", help=PARAMS_HELP)
     p.add_argument("--as-of", metavar="T", help="the data's now (default: params, else horizon)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--reviewed-labels",
+        type=Path,
+        metavar="FILE",
+        help="labels decided in the review workspace (`exportguard review export-labels`), "
+        "added to DIR's labels under the same contract checks",
+    )
     p.set_defaults(handler=_examples)
 
     p = sub.add_parser(

@@ -51,11 +51,20 @@ def feature_params_hash(params: Params) -> str:
     return json_digest(payload)
 
 
-def build_feature_set(data_dir: Path, params: Params, as_of: str | None = None) -> FeatureSet:
-    """Validate the data directory and compute examples and population features."""
+def build_feature_set(
+    data_dir: Path,
+    params: Params,
+    as_of: str | None = None,
+    reviewed_labels: Path | None = None,
+) -> FeatureSet:
+    """Validate the data directory and compute examples and population features.
+
+    `reviewed_labels` (a labels table from `exportguard review export-labels`) joins the
+    directory's labels under the same contract checks.
+    """
     from exportguard.features.contract import read_tables
 
-    tables, _ = read_tables(data_dir)
+    tables, _ = read_tables(data_dir, extra_labels=reviewed_labels)
     ts = resolve_as_of(tables, as_of or params.examples.as_of)
     requests = example_requests(tables, ts, params.examples)
     log.info("computing features for %d examples and the population as of %s", len(requests), ts)

@@ -39,7 +39,9 @@ def test_sync_decide_export_and_verify(
     assert main(["review", "--db", db, "sync", "--scores", str(out)]) == 0  # idempotent
     assert ": 0 new case(s)" in capsys.readouterr().out
 
-    store = ReviewStore(open_database(db))
+    horizon = read_tables(tmp_path / "data")[1].horizon
+    decided = (horizon - pd.Timedelta(days=10)).to_pydatetime()  # decisions inside the data's time
+    store = ReviewStore(open_database(db), clock=lambda: decided)
     ana, sue, sam = Actor("ana", "analyst"), Actor("sue", "supervisor"), Actor("sam", "supervisor")
     first = store.claim_next(ana)
     second = store.claim_next(sue)
@@ -59,12 +61,30 @@ def test_sync_decide_export_and_verify(
     assert reviewed.loc[second.account_id, "label"] == 1
     assert reviewed.loc[second.account_id, "typology"] == "reseller"
     # the merged table passes the data contract in place of the original one
+    before_bytes = (tmp_path / "data" / "labels.parquet").read_bytes()
     (tmp_path / "data" / "labels.parquet").write_bytes((labels_out / "labels.parquet").read_bytes())
     tables, report = read_tables(tmp_path / "data")
     assert len(tables.labels) == len(merged)
     capsys.readouterr()
     assert main(["review", "--db", db, "audit", "verify"]) == 0
     assert "intact: 8 event(s)" in capsys.readouterr().out  # 2 syncs, 2 claims, 3 decisions, export
+
+    # the pipeline's way in: review-only labels, added to the world's by `examples`
+    only = tmp_path / "only"
+    assert main(["review", "--db", db, "export-labels", "--out", str(only)]) == 0
+    (tmp_path / "data" / "labels.parquet").write_bytes(before_bytes)
+    from exportguard.training.config import Params
+    from exportguard.training.inputs import build_feature_set
+
+    plain = build_feature_set(tmp_path / "data", Params())
+    grown = build_feature_set(tmp_path / "data", Params(), None, only / "labels.parquet")
+    n_plain = int((plain.examples["kind"] == "label").sum())
+    assert int((grown.examples["kind"] == "label").sum()) == n_plain + 2
+    stray = pd.read_parquet(only / "labels.parquet").assign(account_id="acc_not_there")
+    stray.to_parquet(tmp_path / "stray.parquet", index=False)
+    code = main(["examples", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ts"),
+                 "--reviewed-labels", str(tmp_path / "stray.parquet")])  # fmt: skip
+    assert code == 2 and "refers to an account not in accounts" in capsys.readouterr().err
 
 
 def test_review_commands_refuse_bad_input(
