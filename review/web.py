@@ -102,7 +102,7 @@ class LoginLimiter:
 def waterfall(reasons: list[dict[str, Any]], width: int = 520) -> dict[str, Any]:
     """Geometry of the reasons' SHAP bars (log-odds), drawn by the template as SVG."""
     top = max([abs(float(r["contribution"])) for r in reasons] or [1.0]) or 1.0
-    left, bar_w = 250, width - 270
+    left, bar_w = 250, width - 250 - 60  # room for the value after the longest bar
     bars: list[dict[str, Any]] = []
     families: dict[str, float] = {}
     for i, r in enumerate(reasons):

@@ -22,6 +22,8 @@ from exportguard.review.users import add_user
 from exportguard.review.web import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
+#: screenshots of the queue and of a case page, kept after the run (gitignored)
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "correct horse battery"
 
 
@@ -77,6 +79,8 @@ def test_two_supervisors_work_a_case_in_the_browser(server: tuple[str, ReviewSto
             sue.select_option("select[name=band]", "high")  # HTMX swaps the rows in place
             expect(rows).not_to_have_count(total)
             assert all("high" in t for t in rows.all_inner_texts())
+            ARTIFACTS.mkdir(exist_ok=True)
+            sue.screenshot(path=str(ARTIFACTS / "review-queue.png"), full_page=True)
             sue.click("#claim-next")
             expect(sue.locator("#status")).to_have_text("claimed")
             case_id = int(sue.url.rsplit("/", 1)[1])
@@ -87,6 +91,9 @@ def test_two_supervisors_work_a_case_in_the_browser(server: tuple[str, ReviewSto
             expect(sue.locator("#status")).to_have_text("proposed")
             expect(sue.locator("td.note")).to_have_text("<img src=x onerror=alert(1)> relays to CN")
             assert sue.locator("#review").count() == 0  # no self-approval form
+            expect(sue.locator("#waiting")).to_contain_text("waiting for approval")
+            assert sue.locator("svg rect.up").count() >= 1  # the SHAP chart is drawn
+            sue.screenshot(path=str(ARTIFACTS / "review-case.png"), full_page=True)
 
             sam = browser.new_context().new_page()
             sam.goto(f"{base}/login")
