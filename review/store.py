@@ -211,7 +211,11 @@ class ReviewStore:
         return opened
 
     def queue(
-        self, status: str | None = "open", band: str | None = None, limit: int = 100
+        self,
+        status: str | None = "open",
+        band: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[Case]:
         """Cases by falling score (an expired claim counts as open)."""
         with self.sessions() as session:
@@ -225,7 +229,7 @@ class ReviewStore:
                 q = q.where(Case.status == status)
             if band is not None:
                 q = q.where(Case.band == band)
-            return list(session.execute(q.limit(limit)).scalars())
+            return list(session.execute(q.limit(limit).offset(offset)).scalars())
 
     def get(self, case_id: int) -> Case:
         with self.sessions() as session:

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 MAX_BODY = 64 * 1024
 SESSION_SECONDS = 8 * 3600
+#: cases per queue page
+PAGE = 50
 
 
 class BodyLimit:
@@ -214,7 +216,7 @@ def create_app(
         actor(request)
         return RedirectResponse("/queue", status_code=303)
 
-    def _queue_ctx(status: str, band: str) -> dict[str, Any]:
+    def _queue_ctx(status: str, band: str, page_no: int = 1) -> dict[str, Any]:
         if status not in (
             "open",
             "claimed",
@@ -227,18 +229,28 @@ def create_app(
             raise ReviewError(f"unknown status filter {status!r}")
         if band not in ("", "high", "review"):
             raise ReviewError(f"unknown band filter {band!r}")
-        cases = store.queue(None if status == "all" else status, band or None, limit=200)
-        return {"cases": cases, "status_filter": status, "band": band}
+        if not 1 <= page_no <= 10_000:
+            raise ReviewError(f"page {page_no}: between 1 and 10000")
+        cases = store.queue(
+            None if status == "all" else status, band or None, limit=PAGE + 1,
+            offset=(page_no - 1) * PAGE,
+        )  # fmt: skip
+        return {"cases": cases[:PAGE], "status_filter": status, "band": band,
+                "page_no": page_no, "more": len(cases) > PAGE}  # fmt: skip
 
     @app.get("/queue", response_class=HTMLResponse)
-    async def queue(request: Request, status: str = "open", band: str = "") -> Response:
+    async def queue(
+        request: Request, status: str = "open", band: str = "", page_no: int = 1
+    ) -> Response:
         actor(request)
-        return page(request, "queue.html", **_queue_ctx(status, band))
+        return page(request, "queue.html", **_queue_ctx(status, band, page_no))
 
     @app.get("/queue/rows", response_class=HTMLResponse)
-    async def queue_rows(request: Request, status: str = "open", band: str = "") -> Response:
+    async def queue_rows(
+        request: Request, status: str = "open", band: str = "", page_no: int = 1
+    ) -> Response:
         actor(request)
-        return page(request, "_rows.html", **_queue_ctx(status, band))
+        return page(request, "_rows.html", **_queue_ctx(status, band, page_no))
 
     @app.post("/claim-next")
     async def claim_next(request: Request, csrf: str = Form(max_length=128)) -> Response:
@@ -298,14 +310,17 @@ def create_app(
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
         response: Response = await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - start):.2f}"
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "frame-ancestors 'none'; form-action 'self'"
         )
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Cache-Control"] = "no-store"
+        static = request.url.path.startswith("/static/")  # versioned file names
+        response.headers["Cache-Control"] = "public, max-age=86400" if static else "no-store"
         return response
 
     app.add_middleware(SessionMiddleware, secret_key=secret, session_cookie="exportguard_review",

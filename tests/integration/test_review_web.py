@@ -130,6 +130,8 @@ def test_roles_and_bad_input_get_clear_4xx(setup) -> None:  # type: ignore[no-un
     bad = ana.post("/cases/1/decide", data={"csrf": token, "version": "seven", "kind": "clear"})
     assert bad.status_code == 400 and "version" in bad.text and "Traceback" not in bad.text
     assert ana.get("/queue?status=nonsense").status_code == 400
+    assert ana.get("/queue?page_no=0").status_code == 400
+    assert "next</a>" not in ana.get("/queue").text  # all cases fit on the first page
     huge = ana.post("/cases/1/decide", content=b"x" * 70_000,
                     headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
     assert huge.status_code == 413
