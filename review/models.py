@@ -65,6 +65,20 @@ class Decision(Base):
     seen: Mapped[dict[str, Any]] = mapped_column(JSON)  # what the analyst saw
 
 
+class ScoreHistory(Base):
+    """A case's account as each synced batch run scored it (the case page's history)."""
+
+    __tablename__ = "score_history"
+    __table_args__ = (UniqueConstraint("case_id", "run_id", name="uq_history_case_run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    score: Mapped[float] = mapped_column(Float)
+    band: Mapped[str] = mapped_column(String(16))
+
+
 class Event(Base):
     __tablename__ = "events"
 

@@ -35,6 +35,7 @@ from exportguard.review.models import (
     ChainHead,
     Decision,
     Event,
+    ScoreHistory,
 )
 
 ROLES = ("analyst", "supervisor", "auditor")
@@ -184,31 +185,55 @@ class ReviewStore:
         if missing:
             raise ReviewError(f"batch run {run.get('run_id')}: columns {sorted(missing)} missing")
         rows = scores.loc[scores["band"].isin(QUEUE_BANDS)]
+        as_of = pd.Timestamp(run["as_of"]).to_pydatetime() if run.get("as_of") else None
         with self._write() as (session, log):
-            known = set(session.execute(select(Case.account_id)).scalars())
+            known = dict(session.execute(select(Case.account_id, Case.id)).tuples().all())
             now = self.clock()
             opened = 0
+            new: list[tuple[Case, float, str]] = []
             for rec in rows.to_dict("records"):
                 if rec["account_id"] in known:
                     continue
-                session.add(
-                    Case(
-                        account_id=str(rec["account_id"]),
-                        run_id=str(run["run_id"]),
-                        model_version=str(rec["model_version"]),
-                        model_sha256=str(rec["model_sha256"]),
-                        score=float(rec["score"]),
-                        band=str(rec["band"]),
-                        reasons=_reasons(rec),
-                        status="open",
-                        version=1,
-                        opened_at=now,
-                    )
+                case = Case(
+                    account_id=str(rec["account_id"]),
+                    run_id=str(run["run_id"]),
+                    model_version=str(rec["model_version"]),
+                    model_sha256=str(rec["model_sha256"]),
+                    score=float(rec["score"]),
+                    band=str(rec["band"]),
+                    reasons=_reasons(rec),
+                    status="open",
+                    version=1,
+                    opened_at=now,
                 )
-                known.add(rec["account_id"])
+                session.add(case)
+                new.append((case, float(rec["score"]), str(rec["band"])))
+                known[rec["account_id"]] = -1
                 opened += 1
+            session.flush()  # the new cases' ids
+            seen = set(
+                session.execute(
+                    select(ScoreHistory.case_id).where(ScoreHistory.run_id == str(run["run_id"]))
+                ).scalars()
+            )
+            points = [(c.id, s, b) for c, s, b in new]
+            old = {a: i for a, i in known.items() if i >= 0}
+            if old:
+                mine = scores.loc[scores["account_id"].isin(list(old))]
+                points += [(old[a], float(s), str(b)) for a, s, b in
+                           mine[["account_id", "score", "band"]].itertuples(index=False)]  # fmt: skip
+            for case_id, score, band in points:
+                if case_id not in seen:
+                    session.add(ScoreHistory(case_id=case_id, run_id=str(run["run_id"]),
+                                             as_of=as_of, score=score, band=band))  # fmt: skip
             log(actor, "sync", after={"run_id": run["run_id"], "opened": opened})
         return opened
+
+    def history(self, case_id: int) -> list[ScoreHistory]:
+        """The case's account's score in every synced run, in the order they were synced."""
+        with self.sessions() as session:
+            q = select(ScoreHistory).where(ScoreHistory.case_id == case_id)
+            return list(session.execute(q.order_by(ScoreHistory.id)).scalars())  # sync order
 
     def queue(
         self,

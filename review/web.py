@@ -266,6 +266,7 @@ def create_app(
         me = actor(request)
         case = store.get(case_id)
         return page(request, "case.html", case=case, decisions=store.decisions(case_id),
+                    history=store.history(case_id),
                     chart=waterfall(case.reasons), typologies=TYPOLOGIES, me=me)  # fmt: skip
 
     @app.post("/cases/{case_id}/claim")

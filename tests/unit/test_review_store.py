@@ -60,7 +60,12 @@ def test_migrations_create_the_schema_once_and_sync_is_idempotent(review_url: st
     again = ReviewStore(open_database(url))  # reopening migrates nothing and loses nothing
     assert again.sync_run(frame, RUN, SUE) == 0 and again.count() == expected
     with again.sessions() as session:
-        assert session.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert session.execute(text("select version_num from alembic_version")).scalar() == "0002"
+    later = frame.assign(score=frame["score"] * 0.5)  # the next run: lower scores, no new case
+    assert again.sync_run(later, {"run_id": "run0002", "as_of": "2026-12-08"}, SUE) == 0
+    history = again.history(again.queue()[0].id)
+    assert [h.run_id for h in history] == ["run0001", "run0002"]
+    assert history[1].score == pytest.approx(history[0].score * 0.5)
     top = again.queue()[0]
     assert top.account_id == "acc_000" and top.reasons[0]["sentence"].startswith("<b>")
     first.close()
