@@ -5,6 +5,7 @@ the model said then (run id, model version, score, band, reasons). Its status mo
 
     open -> claimed -> cleared | proposed -> confirmed (a supervisor's approval)
                     -> escalated -> claimed (by a supervisor) -> ...
+    open -> duplicate (closed without a label) | claimed (assigned by a supervisor)
 
 and every change bumps `version` (optimistic concurrency: a form carries the version it
 was rendered with, and a write for a stale version is refused). Decisions are append-only
@@ -19,8 +20,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STATUSES = ("open", "claimed", "escalated", "proposed", "confirmed", "cleared")
-DECISIONS = ("confirm", "clear", "escalate", "approve", "reject")
+STATUSES = ("open", "claimed", "escalated", "proposed", "confirmed", "cleared", "duplicate")
+DECISIONS = ("confirm", "clear", "escalate", "approve", "reject", "assign", "duplicate")
 TYPOLOGIES = ("reseller", "shell_company", "proxy_access", "exemption_abuse", "other")
 #: longest note kept (characters); longer ones are refused, never cut
 MAX_NOTE = 4000
@@ -42,6 +43,8 @@ class Case(Base):
     score: Mapped[float] = mapped_column(Float, index=True)
     band: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[Any]] = mapped_column(JSON)
+    #: the typology guess: the family of the top reason (a queue filter)
+    top_family: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default="open")
     assignee: Mapped[str | None] = mapped_column(String(100), nullable=True)
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -202,6 +202,7 @@ class ReviewStore:
                     score=float(rec["score"]),
                     band=str(rec["band"]),
                     reasons=_reasons(rec),
+                    top_family=_top_family(rec),
                     status="open",
                     version=1,
                     opened_at=now,
@@ -241,6 +242,8 @@ class ReviewStore:
         band: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        family: str | None = None,
+        assignee: str | None = None,
     ) -> list[Case]:
         """Cases by falling score (an expired claim counts as open)."""
         with self.sessions() as session:
@@ -254,6 +257,10 @@ class ReviewStore:
                 q = q.where(Case.status == status)
             if band is not None:
                 q = q.where(Case.band == band)
+            if family is not None:
+                q = q.where(Case.top_family == family)
+            if assignee is not None:
+                q = q.where(Case.assignee == assignee)
             return list(session.execute(q.limit(limit).offset(offset)).scalars())
 
     def get(self, case_id: int) -> Case:
@@ -368,6 +375,52 @@ class ReviewStore:
             log(actor, kind, case.id, before, case_record(case))
             return case
 
+    def bulk(
+        self,
+        selection: list[tuple[int, int]],
+        actor: Actor,
+        action: str,
+        note: str,
+        assignee: str | None = None,
+    ) -> int:
+        """Assign (supervisors), escalate or close as duplicates open cases, all or none.
+
+        `selection` is (case id, version) pairs as the queue showed them: if any case is
+        not open any more, or changed, nothing is done and the message names them.
+        """
+        if actor.role == "auditor":
+            raise Forbidden("an auditor cannot change cases")
+        if action not in ("assign", "escalate", "duplicate"):
+            raise ReviewError(f"bulk action {action!r}: assign, escalate or duplicate")
+        if action == "assign" and actor.role != "supervisor":
+            raise Forbidden("only a supervisor assigns cases")
+        if action == "assign" and not assignee:
+            raise ReviewError("assign needs the analyst's name")
+        if not selection:
+            raise ReviewError("no cases selected")
+        if len(selection) > 500:
+            raise ReviewError(f"{len(selection)} cases selected; at most 500 at once")
+        text = _note(note)
+        with self._write() as (session, log):
+            now = self.clock()
+            cases = [self._case(session, cid, version) for cid, version in selection]
+            wrong = [c.id for c in cases if c.status != "open"]
+            if wrong:
+                raise Conflict(f"case(s) {wrong} are not open any more; reload the queue")
+            for case in cases:
+                before = case_record(case)
+                if action == "assign":
+                    case.status, case.assignee = "claimed", assignee
+                    case.claimed_until = now + self.claim_ttl
+                elif action == "escalate":
+                    case.status = "escalated"
+                else:
+                    case.status, case.decided_at = "duplicate", now
+                case.version += 1
+                session.add(_decision(case, action, None, text, actor, now))
+                log(actor, action, case.id, before, case_record(case))
+            return len(cases)
+
     # --- labels out -----------------------------------------------------------------------
     def labels(self) -> pd.DataFrame:
         """Decided cases as rows of the contract's `labels` table (source `review`)."""
@@ -447,6 +500,13 @@ def _decision(
             "reasons": case.reasons,
         },
     )
+
+
+def _top_family(rec: dict[str, Any]) -> str | None:
+    from exportguard.features.registry import BY_NAME
+
+    feat = rec.get("reason_1_feature")
+    return BY_NAME[feat].family if isinstance(feat, str) and feat in BY_NAME else None
 
 
 def _reasons(rec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,9 +16,9 @@ import secrets
 import time
 from collections import defaultdict, deque
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Form, Request
+from fastapi import FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exportguard.features.registry import BY_NAME
+from exportguard.features.registry import BY_NAME, FEATURES
 from exportguard.review.models import TYPOLOGIES
 from exportguard.review.store import Actor, Forbidden, ReviewError, ReviewStore
 from exportguard.review.users import User, authenticate, load_users
@@ -216,7 +216,11 @@ def create_app(
         actor(request)
         return RedirectResponse("/queue", status_code=303)
 
-    def _queue_ctx(status: str, band: str, page_no: int = 1) -> dict[str, Any]:
+    families = sorted({f.family for f in FEATURES})
+
+    def _queue_ctx(
+        status: str, band: str, page_no: int = 1, family: str = "", assignee: str = ""
+    ) -> dict[str, Any]:
         if status not in (
             "open",
             "claimed",
@@ -229,28 +233,61 @@ def create_app(
             raise ReviewError(f"unknown status filter {status!r}")
         if band not in ("", "high", "review"):
             raise ReviewError(f"unknown band filter {band!r}")
+        if family and family not in families:
+            raise ReviewError(f"unknown typology guess {family!r}")
         if not 1 <= page_no <= 10_000:
             raise ReviewError(f"page {page_no}: between 1 and 10000")
         cases = store.queue(
             None if status == "all" else status, band or None, limit=PAGE + 1,
-            offset=(page_no - 1) * PAGE,
+            offset=(page_no - 1) * PAGE, family=family or None, assignee=assignee or None,
         )  # fmt: skip
         return {"cases": cases[:PAGE], "status_filter": status, "band": band,
-                "page_no": page_no, "more": len(cases) > PAGE}  # fmt: skip
+                "page_no": page_no, "more": len(cases) > PAGE, "families": families,
+                "family": family, "assignee": assignee}  # fmt: skip
 
     @app.get("/queue", response_class=HTMLResponse)
     async def queue(
-        request: Request, status: str = "open", band: str = "", page_no: int = 1
+        request: Request,
+        status: str = "open",
+        band: str = "",
+        page_no: int = 1,
+        family: str = "",
+        assignee: str = Query("", max_length=64),
     ) -> Response:
         actor(request)
-        return page(request, "queue.html", **_queue_ctx(status, band, page_no))
+        return page(request, "queue.html", **_queue_ctx(status, band, page_no, family, assignee))
 
     @app.get("/queue/rows", response_class=HTMLResponse)
     async def queue_rows(
-        request: Request, status: str = "open", band: str = "", page_no: int = 1
+        request: Request,
+        status: str = "open",
+        band: str = "",
+        page_no: int = 1,
+        family: str = "",
+        assignee: str = Query("", max_length=64),
     ) -> Response:
         actor(request)
-        return page(request, "_rows.html", **_queue_ctx(status, band, page_no))
+        return page(request, "_rows.html", **_queue_ctx(status, band, page_no, family, assignee))
+
+    @app.post("/bulk")
+    async def bulk(
+        request: Request,
+        action: str = Form(max_length=16),
+        note: str = Form("", max_length=8000),
+        assignee: str = Form("", max_length=64),
+        pick: Annotated[list[str] | None, Form()] = None,
+        csrf: str = Form(max_length=128),
+    ) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        selection = []
+        for item in pick or []:
+            case_id, _, version = item.partition(":")
+            if not (case_id.isdigit() and version.isdigit()):
+                raise ReviewError(f"selected case {item!r} is not <id>:<version>")
+            selection.append((int(case_id), int(version)))
+        n = store.bulk(selection, me, action, note, assignee or None)
+        return page(request, "error.html", 200, message=f"{action}: {n} case(s) done", ok=True)
 
     @app.post("/claim-next")
     async def claim_next(request: Request, csrf: str = Form(max_length=128)) -> Response:

@@ -138,3 +138,23 @@ def test_roles_and_bad_input_get_clear_4xx(setup) -> None:  # type: ignore[no-un
     rows = ana.get("/queue/rows?band=high")
     assert rows.status_code == 200 and "<html" not in rows.text and "high" in rows.text
     assert "default-src 'self'" in rows.headers["content-security-policy"]
+
+
+def test_bulk_escalation_from_the_queue(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _ = setup
+    ana = client(setup)
+    token = login(ana, "ana")
+    page = ana.get("/queue").text
+    picks = re.findall(r'name="pick" value="([0-9]+:[0-9]+)"', page)[:2]
+    assert len(picks) == 2 and 'value="assign"' not in page  # analysts do not assign
+    done = ana.post("/bulk", data={"csrf": token, "action": "escalate", "note": "batch",
+                                   "pick": picks})  # fmt: skip
+    assert done.status_code == 200 and "escalate: 2 case(s) done" in done.text
+    again = ana.post("/bulk", data={"csrf": token, "action": "escalate", "note": "batch",
+                                    "pick": picks})  # fmt: skip
+    assert again.status_code == 409
+    bad = ana.post("/bulk", data={"csrf": token, "action": "escalate", "note": "x",
+                                  "pick": ["1;drop"]})  # fmt: skip
+    assert bad.status_code == 400 and "is not &lt;id&gt;:&lt;version&gt;" in bad.text  # escaped
+    assert len(store.queue(status="escalated")) == 2
+    assert ana.get("/queue?family=nonsense").status_code == 400

@@ -60,7 +60,7 @@ def test_migrations_create_the_schema_once_and_sync_is_idempotent(review_url: st
     again = ReviewStore(open_database(url))  # reopening migrates nothing and loses nothing
     assert again.sync_run(frame, RUN, SUE) == 0 and again.count() == expected
     with again.sessions() as session:
-        assert session.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert session.execute(text("select version_num from alembic_version")).scalar() == "0003"
     later = frame.assign(score=frame["score"] * 0.5)  # the next run: lower scores, no new case
     assert again.sync_run(later, {"run_id": "run0002", "as_of": "2026-12-08"}, SUE) == 0
     history = again.history(again.queue()[0].id)
@@ -203,3 +203,22 @@ def test_merge_labels_drops_duplicates_only() -> None:
                         "source": ["investigation", "review"], "typology": ["reseller", "other"]})  # fmt: skip
     merged = merge_labels(old, new)
     assert merged["account_id"].tolist() == ["a", "b", "c"]
+
+
+def test_bulk_actions_are_all_or_nothing(store: ReviewStore) -> None:
+    open_cases = store.queue()
+    first, second, third = open_cases[0], open_cases[1], open_cases[2]
+    with pytest.raises(Forbidden, match="only a supervisor assigns"):
+        store.bulk([(first.id, first.version)], ANA, "assign", "to bob", "bob")
+    store.claim(third.id, BOB, third.version)
+    with pytest.raises(Conflict, match=r"not open any more|changed since"):
+        store.bulk([(first.id, first.version), (third.id, third.version)], ANA, "duplicate", "dup")
+    assert store.get(first.id).status == "open"  # nothing half-done
+    assert store.bulk([(first.id, first.version)], SUE, "assign", "for bob", "bob") == 1
+    assert store.get(first.id).assignee == "bob" and store.get(first.id).status == "claimed"
+    assert store.bulk([(second.id, second.version)], ANA, "duplicate", "same entity as #1") == 1
+    assert store.get(second.id).status == "duplicate" and store.labels().empty  # no label
+    assert store.queue(family="traffic_geo") and not store.queue(family="payments")
+    assert [c.id for c in store.queue(status="claimed", assignee="bob")] == sorted(
+        [first.id, third.id], key=lambda i: -store.get(i).score
+    )
