@@ -109,7 +109,18 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger(__name__).warning(
             "EXPORTGUARD_REVIEW_SECRET is not set: sessions end when this process stops"
         )
-    app = create_app(_store(args), users, secret, https_only=args.https_only)
+    accounts = None
+    if args.data is not None:  # the raw tables behind the case page's profile, usage, links
+        from exportguard.features.contract import read_tables
+        from exportguard.features.policy import Policy
+        from exportguard.review.accounts import AccountData
+        from exportguard.scoring.bundle import load_bundle
+
+        policy = (
+            load_bundle(args.model).policy if (args.model / "metadata.json").is_file() else Policy()
+        )
+        accounts = AccountData(read_tables(args.data)[0], policy)
+    app = create_app(_store(args), users, secret, https_only=args.https_only, accounts=accounts)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
     return 0
 
@@ -147,6 +158,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--port", type=int_in_range(1, 65535), default=8080, help="port (default 8080)")
     w.add_argument("--users", type=Path, metavar="FILE",
                    help="users file (default $EXPORTGUARD_REVIEW_USERS or review-users.yaml)")  # fmt: skip
+    w.add_argument("--data", type=Path, metavar="DIR",
+                   help="raw data directory: account profile, usage chart and linked accounts")  # fmt: skip
+    w.add_argument("--model", type=Path, default=Path("models/champion"), metavar="PATH",
+                   help="bundle whose policy marks restricted owners (default models/champion)")  # fmt: skip
     w.add_argument("--https-only", action="store_true",
                    help="mark the session cookie Secure (behind TLS)")  # fmt: skip
     w.set_defaults(handler=_serve)

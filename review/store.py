@@ -267,6 +267,14 @@ class ReviewStore:
         with self.sessions() as session:
             return self._case(session, case_id)
 
+    def cases_of(self, account_ids: list[str]) -> dict[str, Case]:
+        """The case of each of these accounts that has one."""
+        if not account_ids:
+            return {}
+        with self.sessions() as session:
+            q = select(Case).where(Case.account_id.in_(account_ids))
+            return {c.account_id: c for c in session.execute(q).scalars()}
+
     def decisions(self, case_id: int) -> list[Decision]:
         with self.sessions() as session:
             q = select(Decision).where(Decision.case_id == case_id).order_by(Decision.id)

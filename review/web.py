@@ -28,6 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exportguard.features.registry import BY_NAME, FEATURES
+from exportguard.review.accounts import AccountData
 from exportguard.review.models import TYPOLOGIES
 from exportguard.review.store import Actor, Forbidden, ReviewError, ReviewStore
 from exportguard.review.users import User, authenticate, load_users
@@ -125,6 +126,7 @@ def create_app(
     *,
     https_only: bool = False,
     limiter: LoginLimiter | None = None,
+    accounts: AccountData | None = None,
 ) -> FastAPI:
     app = FastAPI(title="exportguard review", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -302,8 +304,16 @@ def create_app(
     async def case_page(request: Request, case_id: int) -> Response:
         me = actor(request)
         case = store.get(case_id)
+        extra: dict[str, Any] = {"profile": None, "usage": None, "linked": []}
+        if accounts is not None and accounts.known(case.account_id):
+            linked = accounts.linked(case.account_id)
+            their = store.cases_of([link["account_id"] for link in linked])
+            for link in linked:
+                link["case"] = their.get(link["account_id"])
+            extra = {"profile": accounts.profile(case.account_id),
+                     "usage": accounts.usage_chart(case.account_id), "linked": linked}  # fmt: skip
         return page(request, "case.html", case=case, decisions=store.decisions(case_id),
-                    history=store.history(case_id),
+                    history=store.history(case_id), **extra,
                     chart=waterfall(case.reasons), typologies=TYPOLOGIES, me=me)  # fmt: skip
 
     @app.post("/cases/{case_id}/claim")
