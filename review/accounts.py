@@ -160,6 +160,41 @@ class AccountData:
         return {"bars": bars, "width": width, "height": height, "legend": legend,
                 "days": days, "max": int(top), "end": (end - pd.Timedelta(days=1)).date()}  # fmt: skip
 
+    def timeline(self, account_id: str, limit: int = 40) -> list[dict[str, Any]]:
+        """Dated events, oldest first: sign-up, each payment instrument's first use, the
+        first traffic from a restricted country, and console logins from a new country."""
+        acc = self.accounts.loc[account_id]
+        events = [
+            {
+                "at": pd.Timestamp(acc["created_at"]),
+                "what": f"signed up ({acc['declared_country']} declared)",
+            }
+        ]
+        pays = self._rows(self.tables.payments, self.by_payment, account_id)
+        if pays is not None and len(pays):
+            first = pays.sort_values("paid_at").drop_duplicates("instrument_id")
+            for rec in first.itertuples(index=False):
+                issuer = getattr(rec, "issuer_country", None)
+                where = f", issued in {issuer}" if isinstance(issuer, str) else ""
+                events.append({"at": pd.Timestamp(rec.paid_at),
+                               "what": f"first payment with a new {rec.method} instrument{where}"})  # fmt: skip
+        usage = self._rows(self.tables.api_usage, self.by_usage, account_id)
+        if usage is not None and len(usage) and "ip_country" in usage:
+            bad = usage.loc[usage["ip_country"].isin(self.policy.restricted_countries)]
+            if len(bad):
+                rec = bad.sort_values("hour").iloc[0]
+                events.append({"at": pd.Timestamp(rec["hour"]),
+                               "what": f"first API traffic from {rec['ip_country']} (restricted)"})  # fmt: skip
+        logins = self._rows(self.tables.logins, self.by_login, account_id)
+        if logins is not None and len(logins) and "ip_country" in logins:
+            firsts = logins.dropna(subset=["ip_country"]).sort_values("login_at")
+            firsts = firsts.drop_duplicates("ip_country").iloc[1:]  # the first country is home
+            for rec in firsts.itertuples(index=False):
+                events.append({"at": pd.Timestamp(rec.login_at),
+                               "what": f"console login from a new country: {rec.ip_country}"})  # fmt: skip
+        events.sort(key=lambda e: e["at"])
+        return events[:limit]
+
     def linked(self, account_id: str, limit: int = 25) -> list[dict[str, Any]]:
         """Accounts one hop away, with how they are linked (most shared links first)."""
         found: dict[str, set[str]] = {}

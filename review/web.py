@@ -304,14 +304,15 @@ def create_app(
     async def case_page(request: Request, case_id: int) -> Response:
         me = actor(request)
         case = store.get(case_id)
-        extra: dict[str, Any] = {"profile": None, "usage": None, "linked": []}
+        extra: dict[str, Any] = {"profile": None, "usage": None, "linked": [], "timeline": []}
         if accounts is not None and accounts.known(case.account_id):
             linked = accounts.linked(case.account_id)
             their = store.cases_of([link["account_id"] for link in linked])
             for link in linked:
                 link["case"] = their.get(link["account_id"])
             extra = {"profile": accounts.profile(case.account_id),
-                     "usage": accounts.usage_chart(case.account_id), "linked": linked}  # fmt: skip
+                     "usage": accounts.usage_chart(case.account_id), "linked": linked,
+                     "timeline": accounts.timeline(case.account_id)}  # fmt: skip
         return page(request, "case.html", case=case, decisions=store.decisions(case_id),
                     history=store.history(case_id), **extra,
                     chart=waterfall(case.reasons), typologies=TYPOLOGIES, me=me)  # fmt: skip

@@ -60,6 +60,13 @@ def test_case_page_shows_profile_usage_and_linked_cases(tmp_path: Path) -> None:
     assert f"Declared country <strong>{declared}</strong>" in page
     assert 'id="usage"' in page and "requests/day" in page
     assert f'href="/cases/{theirs.id}"' in page  # the linked account's own case
+    events = data.timeline(account)
+    assert events[0]["what"].startswith("signed up") and 'id="timeline"' in page
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    n_instruments = tables.payments.loc[
+        tables.payments["account_id"] == account, "instrument_id"
+    ].nunique()
+    assert sum("new" in e["what"] and "instrument" in e["what"] for e in events) == n_instruments
     usage = tables.api_usage.loc[tables.api_usage["account_id"] == account]
     chart = data.usage_chart(account)
     heights = np.array([b["h"] for b in chart["bars"]])
