@@ -135,9 +135,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `review` to the `exportguard` parser."""
     p = sub.add_parser(
         "review",
-        help="the analysts' case store: open cases from batch runs, export decided labels, verify",
-        description="The review workspace's store (SQLite by default, PostgreSQL with "
-        "EXPORTGUARD_REVIEW_DB=postgresql+psycopg://...; migrated on open).",
+        help="the analysts' review workspace: web pages, users, cases from batch runs, labels out",
+        description="The analysts' review workspace (`review serve`) and its store: SQLite by "
+        "default, PostgreSQL with EXPORTGUARD_REVIEW_DB=postgresql+psycopg://...; migrated on "
+        "open. Decided cases become `labels` rows (`review export-labels`).",
     )
     p.add_argument("--db", metavar="URL", help="SQLAlchemy URL (default $EXPORTGUARD_REVIEW_DB "
                    "or sqlite:///data/review.db)")  # fmt: skip
