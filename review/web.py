@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections import defaultdict, deque
@@ -117,6 +118,24 @@ def waterfall(reasons: list[dict[str, Any]], width: int = 520) -> dict[str, Any]
         families[fam] = families.get(fam, 0.0) + c
     return {"bars": bars, "height": 16 + 26 * len(bars), "width": width, "left": left,
             "families": sorted(families.items(), key=lambda kv: -kv[1])}  # fmt: skip
+
+
+def link_graph(account_id: str, linked: list[dict[str, Any]], size: int = 360) -> dict[str, Any]:
+    """A star drawing of the account (centre) and its linked accounts (a circle around it)."""
+    centre = size / 2
+    radius = size / 2 - 40
+    nodes = []
+    for i, link in enumerate(linked):
+        angle = 2 * math.pi * i / max(len(linked), 1) - math.pi / 2
+        case = link.get("case")
+        nodes.append({
+            "x": centre + radius * math.cos(angle), "y": centre + radius * math.sin(angle),
+            "label": link["account_id"], "via": ", ".join(link["via"]),
+            "href": f"/cases/{case.id}" if case is not None else None,
+            "colour": {"high": "#c0392b", "review": "#e67e22"}.get(case.band, "#7f8c8d")
+            if case is not None else "#bdc3c7",
+        })  # fmt: skip
+    return {"size": size, "centre": centre, "account": account_id, "nodes": nodes}
 
 
 def create_app(
@@ -304,7 +323,8 @@ def create_app(
     async def case_page(request: Request, case_id: int) -> Response:
         me = actor(request)
         case = store.get(case_id)
-        extra: dict[str, Any] = {"profile": None, "usage": None, "linked": [], "timeline": []}
+        extra: dict[str, Any] = {"profile": None, "usage": None, "linked": [], "timeline": [],
+                                 "graph": None}  # fmt: skip
         if accounts is not None and accounts.known(case.account_id):
             linked = accounts.linked(case.account_id)
             their = store.cases_of([link["account_id"] for link in linked])
@@ -312,7 +332,8 @@ def create_app(
                 link["case"] = their.get(link["account_id"])
             extra = {"profile": accounts.profile(case.account_id),
                      "usage": accounts.usage_chart(case.account_id), "linked": linked,
-                     "timeline": accounts.timeline(case.account_id)}  # fmt: skip
+                     "timeline": accounts.timeline(case.account_id),
+                     "graph": link_graph(case.account_id, linked)}  # fmt: skip
         return page(request, "case.html", case=case, decisions=store.decisions(case_id),
                     history=store.history(case_id), **extra,
                     chart=waterfall(case.reasons), typologies=TYPOLOGIES, me=me)  # fmt: skip

@@ -60,6 +60,7 @@ def test_case_page_shows_profile_usage_and_linked_cases(tmp_path: Path) -> None:
     assert f"Declared country <strong>{declared}</strong>" in page
     assert 'id="usage"' in page and "requests/day" in page
     assert f'href="/cases/{theirs.id}"' in page  # the linked account's own case
+    assert 'id="links"' in page and page.count('<a href="/cases/') >= 2  # table and graph
     events = data.timeline(account)
     assert events[0]["what"].startswith("signed up") and 'id="timeline"' in page
     assert [e["at"] for e in events] == sorted(e["at"] for e in events)
