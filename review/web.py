@@ -267,6 +267,7 @@ def create_app(
                 "family": family, "assignee": assignee}  # fmt: skip
 
     @app.get("/queue", response_class=HTMLResponse)
+    @app.get("/queue/rows", response_class=HTMLResponse)  # HTMX: the table's rows only
     async def queue(
         request: Request,
         status: str = "open",
@@ -276,19 +277,8 @@ def create_app(
         assignee: str = Query("", max_length=64),
     ) -> Response:
         actor(request)
-        return page(request, "queue.html", **_queue_ctx(status, band, page_no, family, assignee))
-
-    @app.get("/queue/rows", response_class=HTMLResponse)
-    async def queue_rows(
-        request: Request,
-        status: str = "open",
-        band: str = "",
-        page_no: int = 1,
-        family: str = "",
-        assignee: str = Query("", max_length=64),
-    ) -> Response:
-        actor(request)
-        return page(request, "_rows.html", **_queue_ctx(status, band, page_no, family, assignee))
+        template = "_rows.html" if request.url.path.endswith("/rows") else "queue.html"
+        return page(request, template, **_queue_ctx(status, band, page_no, family, assignee))
 
     @app.post("/bulk")
     async def bulk(

@@ -85,6 +85,12 @@ def test_sync_decide_export_and_verify(
     code = main(["examples", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ts"),
                  "--reviewed-labels", str(tmp_path / "stray.parquet")])  # fmt: skip
     assert code == 2 and "refers to an account not in accounts" in capsys.readouterr().err
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    for bad, message in (("missing.parquet", "does not exist"), ("junk.parquet", "cannot read")):
+        code = main(["examples", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ts"),
+                     "--reviewed-labels", str(tmp_path / bad)])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_review_commands_refuse_bad_input(
@@ -117,6 +123,11 @@ def test_add_user_stores_only_a_hash_and_serve_needs_users(
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main([*argv, "--password-stdin"]) == 2
     assert "at least 12 characters" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    bad_name = ["review", "add-user", "Ana Smith", "--role", "analyst", "--users", str(users)]
+    assert main([*bad_name, "--password-stdin"]) == 2
+    assert "lower-case letters" in capsys.readouterr().err
+    assert list(load_users(users)) == ["ana"]  # nothing else written
     db = f"sqlite:///{tmp_path}/r.db"
     assert main(["review", "--db", db, "serve", "--users", str(tmp_path / "none.yaml")]) == 2
     assert "create the first user" in capsys.readouterr().err

@@ -138,6 +138,11 @@ def test_roles_and_bad_input_get_clear_4xx(setup) -> None:  # type: ignore[no-un
     rows = ana.get("/queue/rows?band=high")
     assert rows.status_code == 200 and "<html" not in rows.text and "high" in rows.text
     assert "default-src 'self'" in rows.headers["content-security-policy"]
+    assert (
+        rows.headers["cache-control"] == "no-store" and "app;dur=" in rows.headers["server-timing"]
+    )
+    static = ana.get("/static/htmx-2.0.11.min.js")
+    assert static.status_code == 200 and "max-age" in static.headers["cache-control"]
 
 
 def test_bulk_escalation_from_the_queue(setup) -> None:  # type: ignore[no-untyped-def]
