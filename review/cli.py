@@ -1,7 +1,9 @@
 """`exportguard review`: the analysts' case store from the command line.
 
 `review serve` runs the analysts' web workspace; `review add-user` adds a user;
-`review sync` opens cases for the latest committed batch run's review and high bands;
+`review sync` opens cases for the latest committed batch run's review and high bands (with
+each case's rise since the run before, and with `--data DIR` its declared country and
+sign-up time);
 `review export-labels` writes the decided cases as rows of the `labels` table (merged with
 an existing one); `review audit verify` checks the hash chain of every claim, decision,
 approval and export.
@@ -45,7 +47,17 @@ def _sync(args: argparse.Namespace) -> int:
         raise BatchError(f"{args.scores}: no committed batch run (run `exportguard batch` first)")
     run = runs[-1]
     scores = read_batch_output(args.scores, run_id=run["run_id"])
-    opened = _store(args).sync_run(scores, run, _system_actor())
+    previous = (  # the run before: each new case's rise
+        read_batch_output(args.scores, run_id=runs[-2]["run_id"], columns=["account_id", "score"])
+        if len(runs) > 1
+        else None
+    )
+    profiles = None
+    if args.data is not None:  # declared country and sign-up time: the queue's filters
+        from exportguard.features.contract import read_tables
+
+        profiles = read_tables(args.data)[0].accounts
+    opened = _store(args).sync_run(scores, run, _system_actor(), previous, profiles)
     print(f"run {run['run_id']}: {opened} new case(s) from the review and high bands")
     return 0
 
@@ -146,6 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = actions.add_parser("sync", help="open cases for the latest run's review and high bands")
     s.add_argument("--scores", type=Path, default=Path("data/scores"), metavar="OUT",
                    help="batch output directory (default data/scores)")  # fmt: skip
+    s.add_argument("--data", type=Path, metavar="DIR",
+                   help="raw data directory: each case's declared country and sign-up time "
+                        "(the queue's country and account-age filters)")  # fmt: skip
     s.set_defaults(handler=_sync)
     e = actions.add_parser("export-labels", help="decided cases as `labels` rows (source review)")
     e.add_argument(

@@ -45,6 +45,11 @@ class Case(Base):
     reasons: Mapped[list[Any]] = mapped_column(JSON)
     #: the typology guess: the family of the top reason (a queue filter)
     top_family: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    #: score minus the account's score in the run synced before (None: not scored then)
+    rise: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: the declared country and sign-up time (from the accounts table when synced with data)
+    country: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    signed_up_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default="open")
     assignee: Mapped[str | None] = mapped_column(String(100), nullable=True)
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -80,6 +85,19 @@ class ScoreHistory(Base):
     as_of: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     score: Mapped[float] = mapped_column(Float)
     band: Mapped[str] = mapped_column(String(16))
+
+
+class SavedFilter(Base):
+    """A user's named queue filter (the query of the queue page, as a dict)."""
+
+    __tablename__ = "saved_filters"
+    __table_args__ = (UniqueConstraint("owner", "name", name="uq_saved_filter_owner_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(64))
+    query: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Event(Base):

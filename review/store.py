@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exportguard.errors import ExportguardError
@@ -35,6 +35,7 @@ from exportguard.review.models import (
     ChainHead,
     Decision,
     Event,
+    SavedFilter,
     ScoreHistory,
 )
 
@@ -74,6 +75,14 @@ class Actor:
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive(t: Any) -> datetime | None:
+    """A timestamp as naive UTC (how the database keeps them); None for a missing one."""
+    if t is None or pd.isna(t):
+        return None
+    ts = pd.Timestamp(t)
+    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).to_pydatetime()
 
 
 def case_record(case: Case) -> dict[str, Any]:
@@ -176,15 +185,53 @@ class ReviewStore:
             raise Conflict(f"your claim on case {case.id} expired; claim it again")
 
     # --- queue ----------------------------------------------------------------------------
-    def sync_run(self, scores: pd.DataFrame, run: dict[str, Any], actor: Actor) -> int:
-        """Open a case for every account of the run's review/high bands without one."""
+    def sync_run(
+        self,
+        scores: pd.DataFrame,
+        run: dict[str, Any],
+        actor: Actor,
+        previous: pd.DataFrame | None = None,
+        profiles: pd.DataFrame | None = None,
+    ) -> int:
+        """Open a case for every account of the run's review/high bands without one.
+
+        `previous` (account_id, score) is the run before it: a new case's `rise` is its
+        score minus that one (None for an account it did not score). `profiles`
+        (account_id, declared_country, created_at: the accounts table) fills the cases'
+        country and sign-up time, also of earlier cases synced without it.
+        """
         if actor.role == "auditor":
             raise Forbidden("an auditor cannot open cases")
         needed = {"account_id", "score", "band", "model_version", "model_sha256"}
         missing = needed - set(scores.columns)
         if missing:
             raise ReviewError(f"batch run {run.get('run_id')}: columns {sorted(missing)} missing")
+        for name, frame, cols in (
+            ("previous run", previous, {"account_id", "score"}),
+            ("accounts table", profiles, {"account_id", "declared_country", "created_at"}),
+        ):
+            if frame is not None and not cols <= set(frame.columns):
+                raise ReviewError(f"{name}: columns {sorted(cols - set(frame.columns))} missing")
         rows = scores.loc[scores["band"].isin(QUEUE_BANDS)]
+        before = (
+            dict(
+                zip(
+                    previous["account_id"].astype(str), previous["score"].astype(float), strict=True
+                )
+            )
+            if previous is not None
+            else {}
+        )
+        profile = (
+            {
+                str(a): (str(c) if isinstance(c, str) else None, _naive(t))
+                for a, c, t in profiles[
+                    ["account_id", "declared_country", "created_at"]
+                ].itertuples(index=False)
+            }
+            if profiles is not None
+            else {}
+        )
         as_of = pd.Timestamp(run["as_of"]).to_pydatetime() if run.get("as_of") else None
         with self._write() as (session, log):
             known = dict(session.execute(select(Case.account_id, Case.id)).tuples().all())
@@ -194,6 +241,9 @@ class ReviewStore:
             for rec in rows.to_dict("records"):
                 if rec["account_id"] in known:
                     continue
+                account = str(rec["account_id"])
+                prev = before.get(account)
+                country, signed_up = profile.get(account, (None, None))
                 case = Case(
                     account_id=str(rec["account_id"]),
                     run_id=str(run["run_id"]),
@@ -203,6 +253,9 @@ class ReviewStore:
                     band=str(rec["band"]),
                     reasons=_reasons(rec),
                     top_family=_top_family(rec),
+                    rise=None if prev is None else float(rec["score"]) - prev,
+                    country=country,
+                    signed_up_at=signed_up,
                     status="open",
                     version=1,
                     opened_at=now,
@@ -227,7 +280,15 @@ class ReviewStore:
                 if case_id not in seen:
                     session.add(ScoreHistory(case_id=case_id, run_id=str(run["run_id"]),
                                              as_of=as_of, score=score, band=band))  # fmt: skip
-            log(actor, "sync", after={"run_id": run["run_id"], "opened": opened})
+            profiled = 0
+            if profile:  # earlier cases synced without the accounts table
+                bare = session.execute(select(Case).where(Case.country.is_(None))).scalars()
+                for case in bare:
+                    if case.account_id in profile:
+                        case.country, case.signed_up_at = profile[case.account_id]
+                        profiled += 1
+            log(actor, "sync", after={"run_id": run["run_id"], "opened": opened,
+                                      "profiled": profiled})  # fmt: skip
         return opened
 
     def history(self, case_id: int) -> list[ScoreHistory]:
@@ -244,10 +305,25 @@ class ReviewStore:
         offset: int = 0,
         family: str | None = None,
         assignee: str | None = None,
+        country: str | None = None,
+        min_age_days: int | None = None,
+        max_age_days: int | None = None,
+        order: str = "score",
     ) -> list[Case]:
-        """Cases by falling score (an expired claim counts as open)."""
+        """Cases by falling score, then rise (`order="rise"`: by rise, then score).
+
+        An expired claim counts as open. The account age filters compare the sign-up time
+        with now; cases without one (synced without the accounts table) do not match them.
+        """
+        rise = Case.rise.desc().nulls_last()
+        orders: dict[str, tuple[ColumnElement[Any], ...]] = {
+            "score": (Case.score.desc(), rise),
+            "rise": (rise, Case.score.desc()),
+        }
+        if order not in orders:
+            raise ReviewError(f"unknown queue order {order!r}; one of {', '.join(orders)}")
         with self.sessions() as session:
-            q = select(Case).order_by(Case.score.desc(), Case.id)
+            q = select(Case).order_by(*orders[order], Case.id)
             if status == "open":
                 q = q.where(
                     (Case.status == "open")
@@ -261,7 +337,55 @@ class ReviewStore:
                 q = q.where(Case.top_family == family)
             if assignee is not None:
                 q = q.where(Case.assignee == assignee)
+            if country is not None:
+                q = q.where(Case.country == country)
+            now = self.clock()
+            if min_age_days is not None:
+                q = q.where(Case.signed_up_at <= now - timedelta(days=min_age_days))
+            if max_age_days is not None:
+                q = q.where(Case.signed_up_at > now - timedelta(days=max_age_days))
             return list(session.execute(q.limit(limit).offset(offset)).scalars())
+
+    def countries(self) -> list[str]:
+        """The declared countries of the cases (the queue's country filter)."""
+        with self.sessions() as session:
+            q = select(Case.country).where(Case.country.is_not(None)).distinct()
+            return sorted(str(c) for c in session.execute(q).scalars())
+
+    # --- saved filters --------------------------------------------------------------------
+    def save_filter(self, actor: Actor, name: str, query: dict[str, Any]) -> SavedFilter:
+        """Keep `query` (the queue page's filters) as `actor`'s filter `name` (replaced)."""
+        name = name.strip()
+        if not name or len(name) > 64:
+            raise ReviewError("a saved filter needs a name of 1 to 64 characters")
+        with self._write() as (session, log):
+            saved = session.execute(
+                select(SavedFilter).where(SavedFilter.owner == actor.name, SavedFilter.name == name)
+            ).scalar_one_or_none()
+            before = None if saved is None else dict(saved.query)
+            if saved is None:
+                saved = SavedFilter(
+                    owner=actor.name, name=name, query=query, created_at=self.clock()
+                )
+                session.add(saved)
+            else:
+                saved.query = query
+            log(actor, "save_filter", before=before, after={"name": name, "query": query})
+        return saved
+
+    def saved_filters(self, actor: Actor) -> list[SavedFilter]:
+        with self.sessions() as session:
+            q = select(SavedFilter).where(SavedFilter.owner == actor.name)
+            return list(session.execute(q.order_by(SavedFilter.name)).scalars())
+
+    def delete_filter(self, actor: Actor, filter_id: int) -> None:
+        """Delete one of `actor`'s saved filters (another user's is not found)."""
+        with self._write() as (session, log):
+            saved = session.get(SavedFilter, filter_id)
+            if saved is None or saved.owner != actor.name:
+                raise NotFound(f"no saved filter {filter_id} of yours")
+            log(actor, "delete_filter", before={"name": saved.name, "query": saved.query})
+            session.delete(saved)
 
     def get(self, case_id: int) -> Case:
         with self.sessions() as session:

@@ -18,6 +18,7 @@ import time
 from collections import defaultdict, deque
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -239,46 +240,101 @@ def create_app(
 
     families = sorted({f.family for f in FEATURES})
 
-    def _queue_ctx(
-        status: str, band: str, page_no: int = 1, family: str = "", assignee: str = ""
-    ) -> dict[str, Any]:
-        if status not in (
-            "open",
-            "claimed",
-            "escalated",
-            "proposed",
-            "confirmed",
-            "cleared",
-            "all",
-        ):
+    statuses = ("open", "claimed", "escalated", "proposed", "confirmed", "cleared", "all")
+
+    def _filters(
+        status: str = "open", band: str = "", family: str = "", assignee: str = "",
+        country: str = "", min_age: str = "", max_age: str = "", order: str = "score",
+    ) -> dict[str, str]:  # fmt: skip
+        """The queue's filters, checked; empty strings mean "any"."""
+        if status not in statuses:
             raise ReviewError(f"unknown status filter {status!r}")
         if band not in ("", "high", "review"):
             raise ReviewError(f"unknown band filter {band!r}")
         if family and family not in families:
             raise ReviewError(f"unknown typology guess {family!r}")
+        if order not in ("score", "rise"):
+            raise ReviewError(f"unknown order {order!r}: score or rise")
+        if country and not (len(country) <= 16 and country.replace("-", "").isalnum()):
+            raise ReviewError(f"country {country!r} is not a country code")
+        for label, days in (("account age from", min_age), ("account age to", max_age)):
+            if days and not (days.isdigit() and int(days) <= 36_500):
+                raise ReviewError(f"{label} {days!r}: a whole number of days, 0 to 36500")
+        if min_age and max_age and int(min_age) >= int(max_age):
+            raise ReviewError(f"account age from {min_age} days is not below {max_age} days")
+        return {"status": status, "band": band, "family": family, "assignee": assignee,
+                "country": country, "min_age": min_age, "max_age": max_age, "order": order}  # fmt: skip
+
+    def _queue_ctx(filters: dict[str, str], page_no: int = 1) -> dict[str, Any]:
         if not 1 <= page_no <= 10_000:
             raise ReviewError(f"page {page_no}: between 1 and 10000")
+        f = filters
         cases = store.queue(
-            None if status == "all" else status, band or None, limit=PAGE + 1,
-            offset=(page_no - 1) * PAGE, family=family or None, assignee=assignee or None,
+            None if f["status"] == "all" else f["status"], f["band"] or None, limit=PAGE + 1,
+            offset=(page_no - 1) * PAGE, family=f["family"] or None,
+            assignee=f["assignee"] or None, country=f["country"] or None,
+            min_age_days=int(f["min_age"]) if f["min_age"] else None,
+            max_age_days=int(f["max_age"]) if f["max_age"] else None, order=f["order"],
         )  # fmt: skip
-        return {"cases": cases[:PAGE], "status_filter": status, "band": band,
+        return {"cases": cases[:PAGE], "filters": f, "status_filter": f["status"],
                 "page_no": page_no, "more": len(cases) > PAGE, "families": families,
-                "family": family, "assignee": assignee}  # fmt: skip
+                "statuses": statuses, "countries": store.countries(),
+                "qs": urlencode({k: v for k, v in f.items() if v}),
+                "now": store.clock()}  # fmt: skip
 
     @app.get("/queue", response_class=HTMLResponse)
     @app.get("/queue/rows", response_class=HTMLResponse)  # HTMX: the table's rows only
     async def queue(
         request: Request,
-        status: str = "open",
-        band: str = "",
+        status: str = Query("open", max_length=16),
+        band: str = Query("", max_length=16),
         page_no: int = 1,
-        family: str = "",
+        family: str = Query("", max_length=32),
         assignee: str = Query("", max_length=64),
+        country: str = Query("", max_length=16),
+        min_age: str = Query("", max_length=8),
+        max_age: str = Query("", max_length=8),
+        order: str = Query("score", max_length=8),
     ) -> Response:
-        actor(request)
-        template = "_rows.html" if request.url.path.endswith("/rows") else "queue.html"
-        return page(request, template, **_queue_ctx(status, band, page_no, family, assignee))
+        me = actor(request)
+        filters = _filters(status, band, family, assignee, country, min_age, max_age, order)
+        if request.url.path.endswith("/rows"):
+            return page(request, "_rows.html", **_queue_ctx(filters, page_no))
+        return page(request, "queue.html", **_queue_ctx(filters, page_no),
+                    saved=store.saved_filters(me))  # fmt: skip
+
+    @app.post("/filters")
+    async def save_filter(
+        request: Request,
+        name: str = Form(max_length=64),
+        csrf: str = Form(max_length=128),
+        status: str = Form("open", max_length=16),
+        band: str = Form("", max_length=16),
+        family: str = Form("", max_length=32),
+        assignee: str = Form("", max_length=64),
+        country: str = Form("", max_length=16),
+        min_age: str = Form("", max_length=8),
+        max_age: str = Form("", max_length=8),
+        order: str = Form("score", max_length=8),
+    ) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        filters = _filters(status, band, family, assignee, country, min_age, max_age, order)
+        query = {k: v for k, v in filters.items() if v}
+        store.save_filter(me, name, query)
+        target = "/queue?" + urlencode(query)
+        if request.headers.get("HX-Request"):  # HTMX posted it: load the saved view
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.post("/filters/{filter_id}/delete")
+    async def delete_filter(
+        request: Request, filter_id: int, csrf: str = Form(max_length=128)
+    ) -> Response:
+        me = actor(request)
+        check_csrf(request, csrf)
+        store.delete_filter(me, filter_id)
+        return RedirectResponse("/queue", status_code=303)
 
     @app.post("/bulk")
     async def bulk(

@@ -6,6 +6,7 @@ note with markup shows as text; the queue filter updates the table in place (HTM
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -74,11 +75,15 @@ def test_two_supervisors_work_a_case_in_the_browser(server: tuple[str, ReviewSto
             sue.fill("input[name=password]", PASSWORD)
             sue.click("button[type=submit]")
             expect(sue).to_have_url(f"{base}/queue")
-            rows = sue.locator("#rows tr")
+            rows = sue.locator("#rows tr:not(.pager)")
             total = rows.count()
             sue.select_option("select[name=band]", "high")  # HTMX swaps the rows in place
             expect(rows).not_to_have_count(total)
             assert all("high" in t for t in rows.all_inner_texts())
+            sue.fill("#save-filter input[name=name]", "high band")  # saved with the live filters
+            sue.click("#save-filter button")
+            expect(sue).to_have_url(re.compile(r"/queue\?status=open&band=high&order=score$"))
+            expect(sue.locator("#saved-filters")).to_contain_text("high band")
             ARTIFACTS.mkdir(exist_ok=True)
             sue.screenshot(path=str(ARTIFACTS / "review-queue.png"), full_page=True)
             sue.click("#claim-next")

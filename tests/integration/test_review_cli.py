@@ -29,17 +29,24 @@ def test_sync_decide_export_and_verify(
     world = generate_world(600, seed=21, days=60)
     write_world(world, tmp_path / "data", tmp_path / "truth.parquet")
     out = tmp_path / "scores"
-    assert main(["batch", "--data", str(tmp_path / "data"), "--out", str(out),
+    horizon = read_tables(tmp_path / "data")[1].horizon
+    earlier = (horizon - pd.Timedelta(days=25)).isoformat()
+    assert main(["batch", "--data", str(tmp_path / "data"), "--out", str(out), "--as-of", earlier,
                  "--model", str(model), "--no-snapshot"]) == 0  # fmt: skip
     capsys.readouterr()
     db = f"sqlite:///{tmp_path}/review.db"
     assert main(["review", "--db", db, "sync", "--scores", str(out)]) == 0
     opened = int(capsys.readouterr().out.rsplit(": ", 1)[1].split()[0])
     assert opened >= 2
-    assert main(["review", "--db", db, "sync", "--scores", str(out)]) == 0  # idempotent
+    data = ["--data", str(tmp_path / "data")]  # idempotent; fills country and sign-up time
+    assert main(["review", "--db", db, "sync", "--scores", str(out), *data]) == 0
     assert ": 0 new case(s)" in capsys.readouterr().out
+    accounts = read_tables(tmp_path / "data")[0].accounts.set_index("account_id")
+    synced = ReviewStore(open_database(db)).queue(status=None, limit=10_000)
+    assert {c.country for c in synced} == set(accounts.loc[[c.account_id for c in synced],
+                                                           "declared_country"])  # fmt: skip
+    assert all(c.signed_up_at is not None and c.rise is None for c in synced)  # no run before
 
-    horizon = read_tables(tmp_path / "data")[1].horizon
     decided = (horizon - pd.Timedelta(days=10)).to_pydatetime()  # decisions inside the data's time
     store = ReviewStore(open_database(db), clock=lambda: decided)
     ana, sue, sam = Actor("ana", "analyst"), Actor("sue", "supervisor"), Actor("sam", "supervisor")
@@ -91,6 +98,20 @@ def test_sync_decide_export_and_verify(
                      "--reviewed-labels", str(tmp_path / bad)])  # fmt: skip
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err
+
+    # a later run: its new cases carry their rise since the run before
+    from exportguard.batch.store import read_batch_output
+
+    first_run = read_batch_output(out, columns=["account_id", "score"])
+    assert main(["batch", "--data", str(tmp_path / "data"), "--out", str(out),
+                 "--model", str(model), "--no-snapshot"]) == 0  # fmt: skip
+    assert main(["review", "--db", db, "sync", "--scores", str(out)]) == 0
+    later = [c for c in ReviewStore(open_database(db)).queue(status=None, limit=10_000)
+             if c.id not in {s.id for s in synced}]  # fmt: skip
+    before_score = first_run.set_index("account_id")["score"]
+    risen = [c for c in later if c.account_id in before_score.index]
+    assert risen and all(c.rise == pytest.approx(c.score - before_score[c.account_id])
+                         for c in risen)  # fmt: skip
 
 
 def test_review_commands_refuse_bad_input(

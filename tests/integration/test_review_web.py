@@ -163,3 +163,44 @@ def test_bulk_escalation_from_the_queue(setup) -> None:  # type: ignore[no-untyp
     assert bad.status_code == 400 and "is not &lt;id&gt;:&lt;version&gt;" in bad.text  # escaped
     assert len(store.queue(status="escalated")) == 2
     assert ana.get("/queue?family=nonsense").status_code == 400
+
+
+def test_queue_filters_order_pages_and_saved_filters(setup) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    store, _ = setup
+    profiles = pd.DataFrame({"account_id": [f"acc_{i:03d}" for i in range(10)],
+                             "declared_country": ["SG", "HK"] * 5,
+                             "created_at": pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=3)})  # fmt: skip
+    store.sync_run(scores(), {"run_id": "run0002"}, Actor("cli:test", "supervisor"),
+                   profiles=profiles)  # fmt: skip
+    ana, bob = client(setup), client(setup)
+    token = login(ana, "ana")
+    page = ana.get("/queue").text
+    assert '<option value="HK"' in page and '<option value="SG"' in page
+    sg = ana.get("/queue/rows?country=SG&max_age=7&order=rise").text
+    assert "<td>SG</td>" in sg and "<td>HK</td>" not in sg and "<td>3</td>" in sg
+    assert "No cases." in ana.get("/queue/rows?country=SG&min_age=30").text
+    for bad, message in (("country=%3Cb%3E", "not a country code"), ("min_age=-1", "whole number"),
+                         ("min_age=9&max_age=3", "is not below"), ("order=age", "unknown order")):  # fmt: skip
+        resp = ana.get(f"/queue/rows?{bad}")
+        assert resp.status_code == 400 and message in resp.text, bad
+    form = {"name": "SG <new>", "country": "SG", "max_age": "7", "status": "open",
+            "order": "rise"}  # fmt: skip
+    missing = ana.post("/filters", data=form)
+    assert missing.status_code == 400 and "csrf" in missing.text
+    assert ana.post("/filters", data={**form, "csrf": "forged"}).status_code == 403
+    saved = ana.post("/filters", data={**form, "csrf": token})
+    assert saved.status_code == 303
+    assert saved.headers["location"] == "/queue?status=open&country=SG&max_age=7&order=rise"
+    htmx = ana.post("/filters", data={**form, "csrf": token}, headers={"HX-Request": "true"})
+    assert htmx.status_code == 204 and htmx.headers["HX-Redirect"].startswith("/queue?")
+    page = ana.get("/queue").text
+    assert "SG &lt;new&gt;" in page and 'href="/queue?status=open&amp;country=SG' in page
+    (mine,) = store.saved_filters(Actor("ana", "analyst"))
+    bob_token = login(bob, "bob")
+    bob_page = bob.get("/queue").text
+    assert "SG &lt;new&gt;" not in bob_page and "none yet" in bob_page
+    assert bob.post(f"/filters/{mine.id}/delete", data={"csrf": bob_token}).status_code == 404
+    assert ana.post(f"/filters/{mine.id}/delete", data={"csrf": token}).status_code == 303
+    assert store.saved_filters(Actor("ana", "analyst")) == []

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from review_rows import RUN, scores
@@ -60,7 +61,7 @@ def test_migrations_create_the_schema_once_and_sync_is_idempotent(review_url: st
     again = ReviewStore(open_database(url))  # reopening migrates nothing and loses nothing
     assert again.sync_run(frame, RUN, SUE) == 0 and again.count() == expected
     with again.sessions() as session:
-        assert session.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert session.execute(text("select version_num from alembic_version")).scalar() == "0004"
     later = frame.assign(score=frame["score"] * 0.5)  # the next run: lower scores, no new case
     assert again.sync_run(later, {"run_id": "run0002", "as_of": "2026-12-08"}, SUE) == 0
     history = again.history(again.queue()[0].id)
@@ -222,3 +223,77 @@ def test_bulk_actions_are_all_or_nothing(store: ReviewStore) -> None:
     assert [c.id for c in store.queue(status="claimed", assignee="bob")] == sorted(
         [first.id, third.id], key=lambda i: -store.get(i).score
     )
+
+
+def _profiles(n: int) -> pd.DataFrame:
+    """An accounts table: even accounts declare SG, odd ones US; account i signed up i*20 days ago."""
+    return pd.DataFrame(
+        {
+            "account_id": [f"acc_{i:03d}" for i in range(n)],
+            "declared_country": ["SG" if i % 2 == 0 else "US" for i in range(n)],
+            "created_at": [
+                pd.Timestamp("2026-12-01 09:00", tz="UTC") - pd.Timedelta(days=20 * i)
+                for i in range(n)
+            ],  # fmt: skip
+        }
+    )
+
+
+def test_queue_orders_by_score_then_rise_and_by_rise_on_request(review_url: str) -> None:
+    s = ReviewStore(open_database(review_url))
+    frame = scores(10).assign(score=[0.9, 0.9, 0.8, 0.8, 0.75, 0.6, 0.5, 0.4, 0.35, 0.1],
+                              band=["review"] * 9 + ["low"])  # fmt: skip
+    before = pd.DataFrame({"account_id": ["acc_000", "acc_001", "acc_002", "acc_004"],
+                           "score": [0.85, 0.2, 0.3, 0.74]})  # fmt: skip
+    s.sync_run(frame, RUN, SUE, previous=before)
+    by_id = {c.account_id: c for c in s.queue(limit=20)}
+    assert by_id["acc_001"].rise == pytest.approx(0.7)
+    assert by_id["acc_000"].rise == pytest.approx(0.05)
+    assert by_id["acc_003"].rise is None  # not scored by the previous run
+    ids = [c.account_id for c in s.queue()]
+    # equal scores: the larger rise first; an account the previous run did not score last
+    assert ids[:4] == ["acc_001", "acc_000", "acc_002", "acc_003"]
+    by_rise = [c.account_id for c in s.queue(order="rise")]
+    assert by_rise[:4] == ["acc_001", "acc_002", "acc_000", "acc_004"]
+    assert set(by_rise[4:]) == {"acc_003", "acc_005", "acc_006", "acc_007", "acc_008"}
+    with pytest.raises(ReviewError, match="unknown queue order 'age'"):
+        s.queue(order="age")
+    with pytest.raises(ReviewError, match=r"previous run: columns \['score'\] missing"):
+        s.sync_run(frame, {"run_id": "r2"}, SUE, previous=before[["account_id"]])
+    s.close()
+
+
+def test_queue_filters_by_country_and_account_age(review_url: str, clock: Clock) -> None:
+    s = ReviewStore(open_database(review_url), clock=clock)
+    frame = scores(10).assign(score=np.linspace(0.95, 0.5, 10), band="review")
+    s.sync_run(frame.iloc[:6], RUN, SUE)  # without the accounts table: no country yet
+    assert s.countries() == [] and s.queue(country="SG") == []
+    s.sync_run(frame, {"run_id": "run0002"}, SUE, profiles=_profiles(10))
+    assert s.countries() == ["SG", "US"]  # the earlier cases were filled in too
+    assert [c.account_id for c in s.queue(country="SG")] == [
+        f"acc_{i:03d}" for i in range(0, 10, 2)
+    ]
+    young = [c.account_id for c in s.queue(max_age_days=50)]  # signed up 0, 20, 40 days ago
+    assert young == ["acc_000", "acc_001", "acc_002"]
+    old = [c.account_id for c in s.queue(min_age_days=100, country="US")]  # 100+ days, US
+    assert old == ["acc_005", "acc_007", "acc_009"]
+    assert s.queue(min_age_days=40, max_age_days=41)[0].account_id == "acc_002"
+    s.close()
+
+
+def test_saved_filters_belong_to_their_owner(store: ReviewStore) -> None:
+    saved = store.save_filter(ANA, " new SG accounts ", {"country": "SG", "max_age": "30"})
+    assert saved.name == "new SG accounts"
+    store.save_filter(ANA, "new SG accounts", {"country": "SG", "max_age": "60"})  # replaced
+    store.save_filter(BOB, "mine", {"band": "high"})
+    mine = store.saved_filters(ANA)
+    assert [(f.name, f.query) for f in mine] == [
+        ("new SG accounts", {"country": "SG", "max_age": "60"})
+    ]
+    with pytest.raises(NotFound, match=f"no saved filter {mine[0].id} of yours"):
+        store.delete_filter(BOB, mine[0].id)
+    with pytest.raises(ReviewError, match="1 to 64 characters"):
+        store.save_filter(ANA, "  ", {})
+    store.delete_filter(ANA, mine[0].id)
+    assert store.saved_filters(ANA) == [] and len(store.saved_filters(BOB)) == 1
+    assert store.verify_audit() >= 4  # saving and deleting are audited events
