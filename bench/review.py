@@ -4,6 +4,7 @@ Run by hand, never in CI:
 
     .venv/bin/python bench/review.py                 # 100k-account run, 2,000 cases
     .venv/bin/python bench/review.py --requests 50 --no-browser
+    .venv/bin/python bench/review.py --data data/world   # case pages with the account view
 
 One run: the rows of a 100k-account batch run (2,000 of them in the review and high
 bands) are synced into a fresh SQLite review database; the workspace runs in its own
@@ -11,6 +12,9 @@ process (uvicorn); one logged-in client then requests, interleaved, the floor (a
 file from the same server), the queue page and case pages, and the report gives p50/p95 of
 the server time (the `Server-Timing` header) and of the round trip, with ratios to the
 floor; with Chromium, the same pages' load time in the browser (Navigation Timing).
+With `--data DIR` (a raw data directory, e.g. `make demo`'s world) the run's accounts are
+that world's, cases are synced with its accounts table and the server loads the raw
+tables, so a case page also draws the profile, usage chart, timeline and linked accounts.
 Targets (issue 13): queue and case pages p95 within 300 ms server time and <= 5x the floor.
 """
 
@@ -40,21 +44,32 @@ from pathlib import Path
 from exportguard.review.db import open_database
 from exportguard.review.store import ReviewStore
 from exportguard.review.web import create_app
-app = create_app(ReviewStore(open_database(sys.argv[1])), Path(sys.argv[2]), "b" * 32)
+accounts = None
+if len(sys.argv) > 4:
+    from exportguard.features.contract import read_tables
+    from exportguard.features.policy import Policy
+    from exportguard.review.accounts import AccountData
+    accounts = AccountData(read_tables(sys.argv[4])[0], Policy())
+app = create_app(ReviewStore(open_database(sys.argv[1])), Path(sys.argv[2]), "b" * 32,
+                 accounts=accounts)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
 """
 
 
-def run_rows(n: int, cases: int, seed: int = 0) -> pd.DataFrame:
-    """A batch run's rows: n accounts, the top `cases` in the review/high bands, 5 reasons."""
+def run_rows(n: int, cases: int, seed: int = 0, ids: list[str] | None = None) -> pd.DataFrame:
+    """A batch run's rows: n accounts (`ids`, shuffled, when given), the top `cases` in the
+    review/high bands, 5 reasons."""
     from exportguard.features.registry import FEATURES
 
     rng = np.random.default_rng(seed)
+    if ids is not None:
+        n, ids = len(ids), list(rng.permutation(np.asarray(ids, dtype=object)))
     score = np.sort(rng.beta(0.6, 8.0, n))[::-1]
     band = np.full(n, "low", dtype=object)
     band[:cases] = "review"
     band[: cases // 5] = "high"
-    frame = pd.DataFrame({"account_id": [f"acc_{i:07d}" for i in range(n)], "score": score,
+    names = ids if ids is not None else [f"acc_{i:07d}" for i in range(n)]
+    frame = pd.DataFrame({"account_id": names, "score": score,
                           "band": band, "model_version": "1", "model_sha256": "cd" * 32})  # fmt: skip
     for i in range(1, 6):
         f = FEATURES[(7 * i) % len(FEATURES)]
@@ -75,6 +90,9 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=2_000)
     parser.add_argument("--requests", type=int, default=200, help="per page kind")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--data", type=Path, help="raw data directory: case pages with the account view"
+    )
     opts = parser.parse_args()
     from exportguard.review.db import open_database
     from exportguard.review.store import Actor, ReviewStore
@@ -86,18 +104,26 @@ def main() -> int:
     add_user(users, "bench", "supervisor", PASSWORD)
     t = time.perf_counter()
     store = ReviewStore(open_database(url))
-    opened = store.sync_run(run_rows(opts.accounts, opts.cases), {"run_id": "bench"},
-                            Actor("cli:bench", "supervisor"))  # fmt: skip
+    profiles = None
+    if opts.data is not None:
+        from exportguard.features.contract import read_tables
+
+        profiles = read_tables(opts.data)[0].accounts
+        opts.accounts = len(profiles)
+    ids = None if profiles is None else profiles["account_id"].astype(str).tolist()
+    opened = store.sync_run(run_rows(opts.accounts, opts.cases, ids=ids), {"run_id": "bench"},
+                            Actor("cli:bench", "supervisor"), profiles=profiles)  # fmt: skip
     store.close()
     print(f"{opened} cases from {opts.accounts} accounts in {time.perf_counter() - t:.1f}s")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-c", SERVER, url, str(users), str(port)])
+    argv = [sys.executable, "-c", SERVER, url, str(users), str(port)]
+    server = subprocess.Popen(argv + ([str(opts.data)] if opts.data is not None else []))
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=30) as c:
-            for _ in range(200):
+            for _ in range(1200):  # reading --data takes a while
                 try:
                     if c.get("/healthz").status_code == 200:
                         break
@@ -128,6 +154,7 @@ def main() -> int:
         results: dict[str, Any] = {
             "accounts": opts.accounts,
             "cases": opened,
+            "account_view": opts.data is not None,
             "cores": os.cpu_count(),
         }
         for kind in kinds:
@@ -150,8 +177,9 @@ def main() -> int:
     print(json.dumps(results, indent=1))
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "review.json").write_text(json.dumps(results, indent=1))
-    print(f"wrote {out / 'review.json'}")
+    name = "review-data.json" if opts.data is not None else "review.json"
+    (out / name).write_text(json.dumps(results, indent=1))
+    print(f"wrote {out / name}")
     return 0
 
 
