@@ -59,7 +59,8 @@ def open_database(url: str = DEFAULT_URL) -> sessionmaker[Session]:
     try:
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, future=True, pool_pre_ping=True)
+        # a file needs no liveness ping; a server connection may have been dropped
+        engine = create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
     except (ArgumentError, ImportError, ValueError) as exc:
         raise ReviewDatabaseError(f"review database URL {_safe(url)!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
