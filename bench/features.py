@@ -15,6 +15,14 @@ subprocess, so its peak RSS (ru_maxrss from wait4) is its own:
 * contract - `contract.read_tables` (read + coerce + validate) then `account_features`,
              i.e. what `exportguard features` does, when the reader exists.
 
+With `--relational` (the families ported to `features.sql` so far, as of the end):
+
+* duck_floor - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
+* numpy_geo  - the same reads, then the numpy engine's traffic-geography family
+               (`geo_features`: its 8 api_usage features plus 4 from logins and accounts);
+* duckdb_geo - the same reads, then `features.sql` family usage_geo on DuckDB (8 features);
+* spark_geo  - the same on Spark local[*] (SparkSession start-up timed separately).
+
 Reported: wall time (median of --repeats), peak RSS, and ratios to the floor.
 """
 
@@ -75,6 +83,8 @@ def measure(kind: str, data: Path) -> dict:
         from exportguard.features.tables import RawTables  # noqa: F401
     if kind == "contract":
         from exportguard.features.contract import read_tables
+    if kind in ("numpy_geo", "duckdb_geo", "spark_geo", "duck_floor"):
+        return measure_relational(kind, data, as_of)
     t0 = time.perf_counter()
     if kind == "floor":
         tables = _read_raw(data)
@@ -90,6 +100,52 @@ def measure(kind: str, data: Path) -> dict:
     frame = account_features(tables, pd.Timestamp(as_of))
     t2 = time.perf_counter()
     return {"seconds": t2 - t0, "read": t1 - t0, "compute": t2 - t1, "out": int(len(frame))}
+
+
+def measure_relational(kind: str, data: Path, as_of) -> dict:
+    """The relational families against the numpy engine's same family (child process)."""
+    import numpy as np
+    import pandas as pd
+
+    from exportguard.features.sql import DuckDBEngine, SparkEngine, sql_features
+
+    t0 = time.perf_counter()
+    if kind == "duck_floor":
+        eng = DuckDBEngine()
+        path = str(data / "api_usage.parquet").replace("'", "''")
+        sums = eng.query(
+            f"SELECT account_id, sum(input_tokens + output_tokens) AS t FROM '{path}' GROUP BY 1"
+        )
+        return {"seconds": time.perf_counter() - t0, "out": int(len(sums))}
+    tables = _read_raw(data)
+    t1 = time.perf_counter()
+    alive = tables.accounts.loc[pd.to_datetime(tables.accounts["created_at"]) < as_of]
+    start = 0.0
+    if kind == "numpy_geo":
+        from exportguard.features.context import Context, index_codes, timestamp_ns
+        from exportguard.features.geo import geo_features
+        from exportguard.features.policy import Policy
+
+        acc = index_codes(alive["account_id"], pd.Index(tables.accounts["account_id"]))
+        asof = np.full(len(acc), timestamp_ns(as_of), dtype=np.int64)
+        ctx = Context(tables, acc, asof, Policy(), Policy().max_prefix_accounts)
+        out = len(geo_features(ctx)["distinct_asns_30d"])
+    else:
+        requests = pd.DataFrame({"account_id": alive["account_id"], "as_of": as_of})
+        if kind == "spark_geo":
+            from exportguard.batch.spark import spark_session
+
+            spark = spark_session()
+            spark.conf.set("spark.sql.session.timeZone", "UTC")
+            spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+            start = time.perf_counter() - t1
+            engine = SparkEngine(spark)
+        else:
+            engine = DuckDBEngine()
+        out = len(sql_features(tables, requests, engine=engine, families=["usage_geo"]))
+    t2 = time.perf_counter()
+    return {"seconds": t2 - t0 - start, "read": t1 - t0, "compute": t2 - t1 - start,
+            "startup": start, "out": int(out)}  # fmt: skip
 
 
 def _child(kind: str, data: Path) -> dict:
@@ -118,7 +174,9 @@ def _generate(n: int, seed: int, out: Path) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def run_size(n: int, seed: int, repeats: int, with_contract: bool) -> dict:
+def run_size(
+    n: int, seed: int, repeats: int, with_contract: bool, relational: bool = False
+) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"eg-bench-{n}-") as tmp:
         data = Path(tmp)
         t0 = time.perf_counter()
@@ -130,6 +188,8 @@ def run_size(n: int, seed: int, repeats: int, with_contract: bool) -> dict:
             flush=True,
         )
         kinds = ["floor", "features"] + (["contract"] if with_contract else [])
+        if relational:
+            kinds = ["floor", "duck_floor", "numpy_geo", "duckdb_geo", "spark_geo"]
         runs: dict[str, list[dict]] = {k: [] for k in kinds}
         for i in range(repeats):
             for kind in kinds:
@@ -143,7 +203,7 @@ def run_size(n: int, seed: int, repeats: int, with_contract: bool) -> dict:
     for kind, rs in runs.items():
         summary[kind] = {
             key: statistics.median(r[key] for r in rs)
-            for key in ("seconds", "peak_rss_mib", "read", "compute")
+            for key in ("seconds", "peak_rss_mib", "read", "compute", "startup")
             if key in rs[0]
         }
     return summary
@@ -155,7 +215,8 @@ def _report(results: list[dict]) -> None:
     )
     for res in results:
         floor = res["floor"]
-        for kind in ("floor", "features", "contract"):
+        for kind in ("floor", "features", "contract", "duck_floor", "numpy_geo", "duckdb_geo",
+                     "spark_geo"):  # fmt: skip
             if kind not in res:
                 continue
             m = res[kind]
@@ -165,7 +226,7 @@ def _report(results: list[dict]) -> None:
                 f"  {m['seconds'] / floor['seconds']:7.1f}  {m['peak_rss_mib']:8.0f}"
                 f"  {m['peak_rss_mib'] / floor['peak_rss_mib']:11.1f}"
             )
-    if len(results) > 1:
+    if len(results) > 1 and all("features" in r for r in results):
         small, big = sorted(results, key=lambda r: r["accounts"])[:: len(results) - 1]
         data_growth = big["api_usage_rows"] / small["api_usage_rows"]
         rss_growth = big["features"]["peak_rss_mib"] / small["features"]["peak_rss_mib"]
@@ -188,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
     p.add_argument("--no-contract", action="store_true", help="skip the read_tables measurement")
-    p.add_argument("--measure", choices=("floor", "features", "contract"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--relational",
+        action="store_true",
+        help="measure the families ported to features.sql against the numpy engine",
+    )
+    kinds = ("floor", "features", "contract", "duck_floor", "numpy_geo", "duckdb_geo", "spark_geo")
+    p.add_argument("--measure", choices=kinds, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.measure:
@@ -201,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         with_contract = False
     sizes = sorted({args.accounts, args.compare_accounts} - {0})
-    results = [run_size(n, args.seed, args.repeats, with_contract) for n in sizes]
+    results = [run_size(n, args.seed, args.repeats, with_contract, args.relational) for n in sizes]
     _report(results)
     return 0
 
