@@ -48,6 +48,7 @@ class AccountData:
             t.organizations.set_index("org_id", drop=False) if t.organizations is not None else None
         )
         self._links = self._link_maps()
+        self._cols: dict[tuple[str, str], np.ndarray] = {}
 
     def _link_maps(self) -> dict[str, tuple[dict[Any, set[str]], dict[str, set[Any]]]]:
         """Per kind: entity -> accounts and account -> entities (only entities of 2+ accounts)."""
@@ -80,12 +81,17 @@ class AccountData:
 
     def profile(self, account_id: str) -> dict[str, Any]:
         acc = self.accounts.loc[account_id]
-        usage = self._rows(self.tables.api_usage, self.by_usage, account_id)
+        rows = self.by_usage.get(account_id)
         observed: list[tuple[str, float]] = []
-        if usage is not None and len(usage) and "ip_country" in usage:
-            req = usage.groupby("ip_country", observed=True)["requests"].sum()
-            share = (req / max(req.sum(), 1)).sort_values(ascending=False).head(5)
-            observed = [(str(k), float(v)) for k, v in share.items()]
+        if rows is not None and len(rows) and "ip_country" in self.tables.api_usage:
+            country = self._col("api_usage", "ip_country")[rows]
+            known = np.array([isinstance(c, str) for c in country], dtype=bool)
+            codes, names = pd.factorize(country[known], sort=True)
+            req = np.bincount(codes, self._col("api_usage", "requests")[rows][known].astype(float),
+                              minlength=len(names))  # fmt: skip
+            share = req / max(req.sum(), 1)
+            top = np.argsort(-share, kind="stable")[:5]
+            observed = [(str(names[i]), float(share[i])) for i in top]
         org, owners, restricted = None, [], 0.0
         if (
             self.orgs is not None
@@ -103,15 +109,21 @@ class AccountData:
                 ].to_dict("records")
                 bad = own["owner_country"].isin(self.policy.restricted_countries)
                 restricted = float(own.loc[bad, "ownership_pct"].sum())
-        pays = self._rows(self.tables.payments, self.by_payment, account_id)
+        rows = self.by_payment.get(account_id)
         payments = None
-        if pays is not None and len(pays):
-            ok = pays["status"] == "succeeded"
-            payments = {"count": len(pays), "succeeded_usd": float(pays.loc[ok, "amount_usd"].sum()),
-                        "methods": sorted(map(str, pays["method"].unique())),
-                        "issuers": sorted(map(str, pays["issuer_country"].dropna().unique()))
-                        if "issuer_country" in pays else [],
-                        "instruments": int(pays["instrument_id"].nunique())}  # fmt: skip
+        if rows is not None and len(rows):
+            col = self._col
+            ok = col("payments", "status")[rows] == "succeeded"
+            issuers = (
+                col("payments", "issuer_country")[rows]
+                if "issuer_country" in self.tables.payments
+                else []
+            )
+            payments = {"count": len(rows),
+                        "succeeded_usd": float(col("payments", "amount_usd")[rows][ok].astype(float).sum()),
+                        "methods": sorted({str(m) for m in col("payments", "method")[rows]}),
+                        "issuers": sorted({str(i) for i in issuers if i is not None}),
+                        "instruments": len({i for i in col("payments", "instrument_id")[rows] if i is not None})}  # fmt: skip
         return {
             "declared": acc["declared_country"],
             "billing": acc.get("billing_country"),
@@ -128,23 +140,19 @@ class AccountData:
 
     def usage_chart(self, account_id: str, days: int = 90, width: int = 640) -> dict[str, Any]:
         """Requests per day of the last `days` of the account's usage, stacked by network type."""
-        usage = self._rows(self.tables.api_usage, self.by_usage, account_id)
-        if usage is None or not len(usage):
+        rows = self.by_usage.get(account_id)
+        if rows is None or not len(rows):
             return {"bars": [], "width": width, "height": 0, "legend": [], "days": days, "max": 0}
-        end = pd.Timestamp(usage["hour"].max()).normalize() + pd.Timedelta(days=1)
-        recent = usage.loc[usage["hour"] >= end - pd.Timedelta(days=days)]
-        day = ((recent["hour"] - (end - pd.Timedelta(days=days))) // pd.Timedelta(days=1)).astype(
-            int
-        )
-        net = (
-            recent["network_type"].astype(str).map({n: i for i, n in enumerate(NETWORKS)}).fillna(6)
-        )
+        hour = self._col("api_usage", "hour")[rows]
+        end = pd.Timestamp(hour.max()).normalize() + pd.Timedelta(days=1)
+        start = np.datetime64(end - pd.Timedelta(days=days), "ns")
+        recent = hour >= start
+        day = ((hour[recent] - start) // np.timedelta64(1, "D")).astype(int)
+        slot = {n: i for i, n in enumerate(NETWORKS)}
+        net = np.array([slot.get(str(n), 6) for n in self._col("api_usage", "network_type")[rows][recent]],
+                       dtype=int)  # fmt: skip
         grid = np.zeros((days, len(NETWORKS)))
-        np.add.at(
-            grid,
-            (day.to_numpy(), net.to_numpy(dtype=int)),
-            recent["requests"].to_numpy(dtype=float),
-        )
+        np.add.at(grid, (day, net), self._col("api_usage", "requests")[rows][recent].astype(float))
         top = max(float(grid.sum(axis=1).max()), 1.0)
         height, bar_w = 120, width / days
         bars = []
@@ -170,28 +178,41 @@ class AccountData:
                 "what": f"signed up ({acc['declared_country']} declared)",
             }
         ]
-        pays = self._rows(self.tables.payments, self.by_payment, account_id)
-        if pays is not None and len(pays):
-            first = pays.sort_values("paid_at").drop_duplicates("instrument_id")
-            for rec in first.itertuples(index=False):
-                issuer = getattr(rec, "issuer_country", None)
+        # plain arrays of the few columns used (pandas per-case operations cost ~1 ms each)
+        rows = self.by_payment.get(account_id)
+        if rows is not None and len(rows):
+            paid = self._col("payments", "paid_at")
+            seen: set[Any] = set()
+            for i in rows[np.argsort(paid[rows], kind="stable")]:
+                instrument = self._col("payments", "instrument_id")[i]
+                if instrument in seen:
+                    continue
+                seen.add(instrument)
+                issuer = self._col("payments", "issuer_country")[i]
                 where = f", issued in {issuer}" if isinstance(issuer, str) else ""
-                events.append({"at": pd.Timestamp(rec.paid_at),
-                               "what": f"first payment with a new {rec.method} instrument{where}"})  # fmt: skip
-        usage = self._rows(self.tables.api_usage, self.by_usage, account_id)
-        if usage is not None and len(usage) and "ip_country" in usage:
-            bad = usage.loc[usage["ip_country"].isin(self.policy.restricted_countries)]
+                method = self._col("payments", "method")[i]
+                events.append({"at": pd.Timestamp(paid[i]),
+                               "what": f"first payment with a new {method} instrument{where}"})  # fmt: skip
+        rows = self.by_usage.get(account_id)
+        if rows is not None and len(rows) and "ip_country" in self.tables.api_usage:
+            country = self._col("api_usage", "ip_country")
+            bad = rows[np.isin(country[rows], list(self.policy.restricted_countries))]
             if len(bad):
-                rec = bad.sort_values("hour").iloc[0]
-                events.append({"at": pd.Timestamp(rec["hour"]),
-                               "what": f"first API traffic from {rec['ip_country']} (restricted)"})  # fmt: skip
-        logins = self._rows(self.tables.logins, self.by_login, account_id)
-        if logins is not None and len(logins) and "ip_country" in logins:
-            firsts = logins.dropna(subset=["ip_country"]).sort_values("login_at")
-            firsts = firsts.drop_duplicates("ip_country").iloc[1:]  # the first country is home
-            for rec in firsts.itertuples(index=False):
-                events.append({"at": pd.Timestamp(rec.login_at),
-                               "what": f"console login from a new country: {rec.ip_country}"})  # fmt: skip
+                hour = self._col("api_usage", "hour")
+                first = bad[np.argmin(hour[bad])]
+                events.append({"at": pd.Timestamp(hour[first]),
+                               "what": f"first API traffic from {country[first]} (restricted)"})  # fmt: skip
+        rows = self.by_login.get(account_id)
+        if rows is not None and len(rows) and "ip_country" in self.tables.logins:
+            at, where = self._col("logins", "login_at"), self._col("logins", "ip_country")
+            home: set[Any] = set()
+            for i in rows[np.argsort(at[rows], kind="stable")]:
+                if not isinstance(where[i], str) or where[i] in home:
+                    continue
+                if home:  # the first country is home
+                    events.append({"at": pd.Timestamp(at[i]),
+                                   "what": f"console login from a new country: {where[i]}"})  # fmt: skip
+                home.add(where[i])
         events.sort(key=lambda e: e["at"])
         return events[:limit]
 
@@ -205,6 +226,20 @@ class AccountData:
                         found.setdefault(other, set()).add(kind)
         ranked = sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:limit]
         return [{"account_id": a, "via": sorted(k)} for a, k in ranked]
+
+    def _col(self, table: str, column: str) -> np.ndarray:
+        """One column of a table as a numpy array (object for strings), made once."""
+        key = (table, column)
+        if key not in self._cols:
+            frame = self.tables.table(table)
+            if frame is None:
+                raise KeyError(f"table {table} is not loaded")
+            values = frame[column]
+            if pd.api.types.is_datetime64_any_dtype(values):
+                self._cols[key] = values.to_numpy(dtype="datetime64[ns]")
+            else:
+                self._cols[key] = values.astype(object).where(values.notna(), None).to_numpy()
+        return self._cols[key]
 
     @staticmethod
     def _rows(
