@@ -204,15 +204,15 @@ class AccountData:
                                "what": f"first API traffic from {country[first]} (restricted)"})  # fmt: skip
         rows = self.by_login.get(account_id)
         if rows is not None and len(rows) and "ip_country" in self.tables.logins:
-            at, where = self._col("logins", "login_at"), self._col("logins", "ip_country")
+            at, place = self._col("logins", "login_at"), self._col("logins", "ip_country")
             home: set[Any] = set()
             for i in rows[np.argsort(at[rows], kind="stable")]:
-                if not isinstance(where[i], str) or where[i] in home:
+                if not isinstance(place[i], str) or place[i] in home:
                     continue
                 if home:  # the first country is home
                     events.append({"at": pd.Timestamp(at[i]),
-                                   "what": f"console login from a new country: {where[i]}"})  # fmt: skip
-                home.add(where[i])
+                                   "what": f"console login from a new country: {place[i]}"})  # fmt: skip
+                home.add(place[i])
         events.sort(key=lambda e: e["at"])
         return events[:limit]
 
