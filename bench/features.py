@@ -135,6 +135,8 @@ def measure_relational(kind: str, data: Path, as_of) -> dict:
         if kind == "spark_geo":
             from exportguard.batch.spark import spark_session
 
+            # the tables travel from the driver as Arrow: Spark's 1 GiB default heap is too small
+            os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 12g pyspark-shell")
             spark = spark_session()
             spark.conf.set("spark.sql.session.timeZone", "UTC")
             spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
