@@ -18,10 +18,11 @@ subprocess, so its peak RSS (ru_maxrss from wait4) is its own:
 With `--relational` (the families ported to `features.sql` so far, as of the end):
 
 * duck_floor - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
-* numpy_geo  - the same reads, then the numpy engine's traffic-geography family
-               (`geo_features`: its 8 api_usage features plus 4 from logins and accounts);
-* duckdb_geo - the same reads, then `features.sql` family usage_geo on DuckDB (8 features);
-* spark_geo  - the same on Spark local[*] (SparkSession start-up timed separately).
+* numpy_ported  - the same reads, then the numpy engine's families that are ported:
+               `geo_features` (its 8 api_usage features plus 4 from logins and accounts)
+               and `payment_features` (7);
+* duckdb_ported - the same reads, then every `features.sql` family on DuckDB (15 features);
+* spark_ported  - the same on Spark local[*] (SparkSession start-up timed separately).
 
 Reported: wall time (median of --repeats), peak RSS, and ratios to the floor.
 """
@@ -83,7 +84,7 @@ def measure(kind: str, data: Path) -> dict:
         from exportguard.features.tables import RawTables  # noqa: F401
     if kind == "contract":
         from exportguard.features.contract import read_tables
-    if kind in ("numpy_geo", "duckdb_geo", "spark_geo", "duck_floor"):
+    if kind in ("numpy_ported", "duckdb_ported", "spark_ported", "duck_floor"):
         return measure_relational(kind, data, as_of)
     t0 = time.perf_counter()
     if kind == "floor":
@@ -121,18 +122,21 @@ def measure_relational(kind: str, data: Path, as_of) -> dict:
     t1 = time.perf_counter()
     alive = tables.accounts.loc[pd.to_datetime(tables.accounts["created_at"]) < as_of]
     start = 0.0
-    if kind == "numpy_geo":
+    if kind == "numpy_ported":
         from exportguard.features.context import Context, index_codes, timestamp_ns
         from exportguard.features.geo import geo_features
+        from exportguard.features.payments import payment_features
         from exportguard.features.policy import Policy
 
         acc = index_codes(alive["account_id"], pd.Index(tables.accounts["account_id"]))
         asof = np.full(len(acc), timestamp_ns(as_of), dtype=np.int64)
         ctx = Context(tables, acc, asof, Policy(), Policy().max_prefix_accounts)
-        out = len(geo_features(ctx)["distinct_asns_30d"])
+        geo, pay = geo_features(ctx), payment_features(ctx)
+        out = len(geo["distinct_asns_30d"])
+        assert len(pay["failed_payment_rate"]) == out
     else:
         requests = pd.DataFrame({"account_id": alive["account_id"], "as_of": as_of})
-        if kind == "spark_geo":
+        if kind == "spark_ported":
             from exportguard.batch.spark import spark_session
 
             # the tables travel from the driver as Arrow: Spark's 1 GiB default heap is too small
@@ -144,7 +148,7 @@ def measure_relational(kind: str, data: Path, as_of) -> dict:
             engine = SparkEngine(spark)
         else:
             engine = DuckDBEngine()
-        out = len(sql_features(tables, requests, engine=engine, families=["usage_geo"]))
+        out = len(sql_features(tables, requests, engine=engine))
     t2 = time.perf_counter()
     return {"seconds": t2 - t0 - start, "read": t1 - t0, "compute": t2 - t1 - start,
             "startup": start, "out": int(out)}  # fmt: skip
@@ -191,7 +195,7 @@ def run_size(
         )
         kinds = ["floor", "features"] + (["contract"] if with_contract else [])
         if relational:
-            kinds = ["floor", "duck_floor", "numpy_geo", "duckdb_geo", "spark_geo"]
+            kinds = ["floor", "duck_floor", "numpy_ported", "duckdb_ported", "spark_ported"]
         runs: dict[str, list[dict]] = {k: [] for k in kinds}
         for i in range(repeats):
             for kind in kinds:
@@ -217,8 +221,8 @@ def _report(results: list[dict]) -> None:
     )
     for res in results:
         floor = res["floor"]
-        for kind in ("floor", "features", "contract", "duck_floor", "numpy_geo", "duckdb_geo",
-                     "spark_geo"):  # fmt: skip
+        for kind in ("floor", "features", "contract", "duck_floor", "numpy_ported", "duckdb_ported",
+                     "spark_ported"):  # fmt: skip
             if kind not in res:
                 continue
             m = res[kind]
@@ -256,7 +260,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure the families ported to features.sql against the numpy engine",
     )
-    kinds = ("floor", "features", "contract", "duck_floor", "numpy_geo", "duckdb_geo", "spark_geo")
+    kinds = (
+        "floor",
+        "features",
+        "contract",
+        "duck_floor",
+        "numpy_ported",
+        "duckdb_ported",
+        "spark_ported",
+    )
     p.add_argument("--measure", choices=kinds, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -17,8 +17,8 @@ trailing window of w days is [as_of - w, as_of). Normalisation follows the numpy
 country codes trimmed and upper-cased, network types trimmed and lower-cased, a missing
 country is unknown (left out of country shares), a share of nothing is NULL (NaN).
 
-Ported so far: the traffic-geography features computed from api_usage (`SQL_FAMILIES`);
-the other families still run on the numpy engine (`features.compute`).
+Ported so far (`SQL_FAMILIES`): the traffic-geography features computed from api_usage and
+the payments family; the other families still run on the numpy engine (`features.compute`).
 """
 
 from __future__ import annotations
@@ -129,6 +129,67 @@ LEFT JOIN sums AS s ON s.req_id = r.req_id
 LEFT JOIN entropy AS e ON e.req_id = r.req_id
 """
 
+#: payments: who pays, from where, and how (the numpy engine's `features.payments`)
+PAYMENTS = """
+WITH joined AS (
+    SELECT
+        r.req_id,
+        upper(trim(p.issuer_country)) AS issuer,
+        p.issuer_country IS NOT NULL AS known,
+        upper(trim(a.declared_country)) AS declared,
+        upper(trim(a.billing_country)) AS billing,
+        coalesce(lower(trim(p.status)) IN ('failed'), false) AS failed,
+        coalesce(lower(trim(p.status)) IN ('disputed', 'refunded'), false) AS reversed,
+        coalesce(lower(trim(p.method)) IN ('prepaid_card', 'crypto'), false) AS cover,
+        coalesce(p.amount_usd, 0.0) AS amount,
+        p.instrument_id,
+        p.paid_at >= r.as_of - INTERVAL 90 DAY AS w90
+    FROM requests AS r
+    JOIN payments AS p ON p.account_id = r.account_id AND p.paid_at < r.as_of
+    JOIN accounts AS a ON a.account_id = r.account_id
+),
+flagged AS (
+    SELECT
+        j.*,
+        coalesce(pc.restricted, false) AND j.known AS restricted,
+        coalesce(pc.intermediary, false) AND j.known AS intermediary,
+        j.known AND j.issuer IS DISTINCT FROM j.declared
+            AND (j.billing IS NULL OR j.issuer <> j.billing) AS foreign_issuer
+    FROM joined AS j
+    LEFT JOIN policy_countries AS pc ON pc.country = j.issuer
+),
+sums AS (
+    SELECT
+        req_id,
+        count(*) AS attempts,
+        count(*) FILTER (WHERE known) AS with_issuer,
+        count(*) FILTER (WHERE foreign_issuer) AS foreign_n,
+        count(*) FILTER (WHERE restricted) AS restricted_n,
+        count(*) FILTER (WHERE intermediary) AS intermediary_n,
+        coalesce(sum(amount) FILTER (WHERE NOT failed AND cover), 0) AS cover_paid,
+        coalesce(sum(amount) FILTER (WHERE NOT failed), 0) AS paid,
+        count(*) FILTER (WHERE failed) AS failed_n,
+        count(*) FILTER (WHERE reversed) AS reversed_n,
+        count(DISTINCT instrument_id) FILTER (WHERE w90) AS instruments_90
+    FROM flagged
+    GROUP BY req_id
+)
+SELECT
+    r.req_id,
+    CASE WHEN s.with_issuer > 0 THEN s.foreign_n / s.with_issuer END
+        AS issuer_country_mismatch_share,
+    CASE WHEN s.with_issuer > 0 THEN s.restricted_n / s.with_issuer END
+        AS restricted_issuer_share,
+    CASE WHEN s.with_issuer > 0 THEN s.intermediary_n / s.with_issuer END
+        AS intermediary_issuer_share,
+    CASE WHEN s.paid > 0 THEN s.cover_paid / s.paid END AS prepaid_crypto_amount_share,
+    CASE WHEN s.attempts > 0 THEN s.failed_n / s.attempts END AS failed_payment_rate,
+    CASE WHEN s.attempts > 0 THEN s.reversed_n / s.attempts END AS disputed_refunded_rate,
+    coalesce(s.instruments_90, 0) AS distinct_instruments_90d
+FROM requests AS r
+LEFT JOIN sums AS s ON s.req_id = r.req_id
+"""
+
 #: family name -> (query, the features it returns, the columns it reads of each table)
 SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]] = {
     "usage_geo": (
@@ -146,6 +207,30 @@ SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]]
         {
             "accounts": ("account_id", "declared_country"),
             "api_usage": ("account_id", "hour", "ip_country", "network_type", "asn", "requests"),
+        },
+    ),
+    "payments": (
+        PAYMENTS,
+        (
+            "issuer_country_mismatch_share",
+            "restricted_issuer_share",
+            "intermediary_issuer_share",
+            "prepaid_crypto_amount_share",
+            "failed_payment_rate",
+            "disputed_refunded_rate",
+            "distinct_instruments_90d",
+        ),
+        {
+            "accounts": ("account_id", "declared_country", "billing_country"),
+            "payments": (
+                "account_id",
+                "paid_at",
+                "issuer_country",
+                "status",
+                "method",
+                "amount_usd",
+                "instrument_id",
+            ),  # fmt: skip
         },
     ),
 }

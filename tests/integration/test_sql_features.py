@@ -1,5 +1,7 @@
 """The relational feature engine (features/sql.py): DuckDB == numpy engine == Spark, point in time.
 
+Covers every family ported so far (`SQL_FEATURES`: traffic geography, payments).
+
 Generated worlds of both scenarios, requests at several times per account (the training
 pass's shape: one query for every as_of), compared feature by feature: floats to 1e-9
 relative, NaN exactly where NaN.
@@ -76,6 +78,8 @@ def test_duckdb_equals_the_numpy_engine_at_every_time(
     assert relational["restricted_traffic_share_all"].gt(0).any()
     assert relational["intermediary_traffic_share_30d"].gt(0).any()
     assert relational["traffic_country_entropy_30d"].gt(0).any()
+    assert relational["prepaid_crypto_amount_share"].gt(0).any()
+    assert relational["issuer_country_mismatch_share"].gt(0).any()
 
 
 def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
@@ -90,12 +94,23 @@ def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
     later["hour"] = as_of + pd.to_timedelta(np.arange(len(later)) % 200, unit="h")  # at as_of on
     later["ip_country"] = "IR"
     later["network_type"] = "tor"
-    grown = tables.with_tables(api_usage=pd.concat([u, later], ignore_index=True))
+    p = tables.payments
+    paid_later = p.loc[p["paid_at"] < as_of].sample(300, random_state=0, replace=True).copy()
+    paid_later["paid_at"] = as_of + pd.to_timedelta(np.arange(len(paid_later)) % 50, unit="D")
+    paid_later["issuer_country"] = "RU"
+    paid_later["status"] = "disputed"
+    grown = tables.with_tables(
+        api_usage=pd.concat([u, later], ignore_index=True),
+        payments=pd.concat([p, paid_later], ignore_index=True),
+    )
     assert_same(before, sql_features(grown, requests))
     # the same rows one hour earlier are inside the window and do change features
     earlier = later.assign(hour=as_of - pd.Timedelta(hours=1))
     moved = sql_features(tables.with_tables(api_usage=pd.concat([u, earlier])), requests)
     assert (moved["vpn_tor_traffic_share_30d"] > before["vpn_tor_traffic_share_30d"]).any()
+    paid_earlier = paid_later.assign(paid_at=as_of - pd.Timedelta(hours=1))
+    moved = sql_features(tables.with_tables(payments=pd.concat([p, paid_earlier])), requests)
+    assert (moved["disputed_refunded_rate"] > before["disputed_refunded_rate"]).any()
 
 
 def test_policy_enters_as_data(tmp_path: Path) -> None:
@@ -123,9 +138,11 @@ def test_bad_requests_are_refused_with_their_reason(tmp_path: Path) -> None:
     # an account without traffic gets NaN shares and zero distinct networks, not an error
     quiet = tables.accounts["account_id"].iloc[:1]
     empty = tables.with_tables(api_usage=tables.api_usage.iloc[:0])
+    empty = empty.with_tables(payments=tables.payments.iloc[:0])
     out = sql_features(empty, pd.DataFrame({"account_id": quiet, "as_of": horizon}))
     assert np.isnan(out.loc[0, "restricted_traffic_share_30d"])
-    assert out.loc[0, "distinct_asns_30d"] == 0.0
+    assert np.isnan(out.loc[0, "failed_payment_rate"])
+    assert out.loc[0, "distinct_asns_30d"] == 0.0 and out.loc[0, "distinct_instruments_90d"] == 0.0
 
 
 def test_one_definition_transpiles_to_spark_sql() -> None:
@@ -133,8 +150,9 @@ def test_one_definition_transpiles_to_spark_sql() -> None:
 
     for sql, _, _ in SQL_FAMILIES.values():
         spark_sql = to_spark(sql)
-        assert "LOG(2," in spark_sql and "INTERVAL '30' DAY" in spark_sql
         assert "FILTER(WHERE" in spark_sql and "IS DISTINCT FROM" in spark_sql
+        assert "INTERVAL '30' DAY" in spark_sql or "INTERVAL '90' DAY" in spark_sql
+    assert "LOG(2," in to_spark(SQL_FAMILIES["usage_geo"][0])  # DuckDB's log2
     eng = DuckDBEngine(threads=1, memory_limit="512MB")
     assert eng.query("SELECT current_setting('threads') AS t")["t"][0] == 1
     eng.close()
