@@ -2,9 +2,11 @@
 
 `EXPORTGUARD_REVIEW_DB` (or `--db`) is an SQLAlchemy URL; the default is
 `sqlite:///data/review.db`. `open_database` creates the schema with Alembic's migrations
-(never `create_all`), so an existing database is upgraded in place. On SQLite every
-transaction starts with `BEGIN IMMEDIATE` (it takes the write lock at once, so two writers
-wait for each other instead of one failing half-way) and waits up to 30 s for a lock.
+(never `create_all`), so an existing database is upgraded in place. On SQLite (in WAL
+mode) a write transaction, one whose engine carries the `WRITE_OPTION` execution option,
+starts with `BEGIN IMMEDIATE` (it takes the write lock at once, so two writers wait for
+each other instead of one failing half-way) and waits up to 30 s for a lock; a read starts
+a plain `BEGIN` and sees a snapshot without waiting for writers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from exportguard.errors import ExportguardError
 
 DEFAULT_URL = "sqlite:///data/review.db"
+#: execution option marking a write transaction (SQLite: BEGIN IMMEDIATE)
+WRITE_OPTION = "exportguard_write"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -43,7 +47,9 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writes take the write lock at once; reads (WAL) see a snapshot and wait for nobody
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _alembic(connection: Any) -> Config:
@@ -66,7 +72,7 @@ def open_database(url: str = DEFAULT_URL) -> sessionmaker[Session]:
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine)
     try:
-        with engine.begin() as connection:
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
             head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
             if current != head:

@@ -1,7 +1,8 @@
 """The review workflow on the database: queue, claims, decisions, approvals, labels out.
 
 Every write is one transaction that first locks the audit chain's head row (`SELECT ...
-FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` takes the write lock), changes the
+FOR UPDATE` on PostgreSQL; on SQLite it starts with `BEGIN IMMEDIATE`, the write lock;
+reads start a plain `BEGIN` and read a snapshot), changes the
 case, and appends a hash-chained event (who, when, what, before/after). Writes are thus
 serialised: two analysts can never claim one case, a decision is never lost, and the
 chain has no fork. A form carries the case version it was rendered with; a write for an
@@ -27,6 +28,7 @@ from sqlalchemy import ColumnElement, Row, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from exportguard.errors import ExportguardError
+from exportguard.review.db import WRITE_OPTION
 from exportguard.review.models import (
     DECISIONS,
     MAX_NOTE,
@@ -121,6 +123,12 @@ class ReviewStore:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
+        bind = sessions.kw.get("bind")  # writes: the same engine, marked (SQLite: BEGIN IMMEDIATE)
+        self.writes = (
+            sessionmaker(bind.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
+            if bind is not None
+            else sessions
+        )
         self.claim_ttl = claim_ttl
         self.clock = clock
 
@@ -134,7 +142,7 @@ class ReviewStore:
     @contextmanager
     def _write(self) -> Iterator[tuple[Session, Callable[..., None]]]:
         """A transaction holding the chain head; `log(actor, action, case_id, before, after)`."""
-        with self.sessions.begin() as session:
+        with self.writes.begin() as session:
             head = session.execute(
                 select(ChainHead).where(ChainHead.id == 1).with_for_update()
             ).scalar_one()

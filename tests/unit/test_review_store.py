@@ -297,3 +297,28 @@ def test_saved_filters_belong_to_their_owner(store: ReviewStore) -> None:
     store.delete_filter(ANA, mine[0].id)
     assert store.saved_filters(ANA) == [] and len(store.saved_filters(BOB)) == 1
     assert store.verify_audit() >= 4  # saving and deleting are audited events
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/review.db"
+    s = ReviewStore(open_database(url))
+    s.sync_run(scores(), RUN, SUE)
+    other = sqlite3.connect(tmp_path / "review.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    read: list[int] = []
+    reader = threading.Thread(target=lambda: read.append(len(s.queue())))
+    reader.start()
+    reader.join(timeout=10)  # a read sees the last committed snapshot at once
+    claimed: list[object] = []
+    writer = threading.Thread(target=lambda: claimed.append(s.claim_next(ANA)))
+    writer.start()
+    writer.join(timeout=1)
+    waiting = writer.is_alive()  # a write waits for the lock ...
+    other.execute("COMMIT")
+    writer.join(timeout=30)  # ... and goes on once it is free
+    other.close()
+    assert read and read[0] > 0 and not reader.is_alive()
+    assert waiting and claimed and claimed[0] is not None
+    s.close()
