@@ -19,9 +19,9 @@ With `--relational` (the families ported to `features.sql` so far, as of the end
 
 * duck_floor - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
 * numpy_ported  - the same reads, then the numpy engine's families that are ported:
-               `geo_features` (its 8 api_usage features plus 4 from logins and accounts)
-               and `payment_features` (7);
-* duckdb_ported - the same reads, then every `features.sql` family on DuckDB (15 features);
+               `geo_features` (its 8 api_usage features plus 4 from logins and accounts),
+               `payment_features` (7) and `reseller_features` (8);
+* duckdb_ported - the same reads, then every `features.sql` family on DuckDB (23 features);
 * spark_ported  - the same on Spark local[*] (SparkSession start-up timed separately).
 
 Reported: wall time (median of --repeats), peak RSS, and ratios to the floor.
@@ -126,14 +126,15 @@ def measure_relational(kind: str, data: Path, as_of) -> dict:
         from exportguard.features.context import Context, index_codes, timestamp_ns
         from exportguard.features.geo import geo_features
         from exportguard.features.payments import payment_features
+        from exportguard.features.reseller import reseller_features
         from exportguard.features.policy import Policy
 
         acc = index_codes(alive["account_id"], pd.Index(tables.accounts["account_id"]))
         asof = np.full(len(acc), timestamp_ns(as_of), dtype=np.int64)
         ctx = Context(tables, acc, asof, Policy(), Policy().max_prefix_accounts)
-        geo, pay = geo_features(ctx), payment_features(ctx)
+        geo, pay, res = geo_features(ctx), payment_features(ctx), reseller_features(ctx)
         out = len(geo["distinct_asns_30d"])
-        assert len(pay["failed_payment_rate"]) == out
+        assert len(pay["failed_payment_rate"]) == out == len(res["api_keys_30d"])
     else:
         requests = pd.DataFrame({"account_id": alive["account_id"], "as_of": as_of})
         if kind == "spark_ported":

@@ -17,8 +17,8 @@ trailing window of w days is [as_of - w, as_of). Normalisation follows the numpy
 country codes trimmed and upper-cased, network types trimmed and lower-cased, a missing
 country is unknown (left out of country shares), a share of nothing is NULL (NaN).
 
-Ported so far (`SQL_FAMILIES`): the traffic-geography features computed from api_usage and
-the payments family; the other families still run on the numpy engine (`features.compute`).
+Ported so far (`SQL_FAMILIES`): the traffic-geography features computed from api_usage, the
+payments family and the reseller / volume family; the other families still run on the numpy engine (`features.compute`).
 """
 
 from __future__ import annotations
@@ -190,6 +190,92 @@ FROM requests AS r
 LEFT JOIN sums AS s ON s.req_id = r.req_id
 """
 
+#: reseller / volume: keys, end users, round-the-clock traffic, growth (`features.reseller`)
+RESELLER = """
+WITH hourly AS (
+    SELECT
+        account_id,
+        hour,
+        sum(requests) AS requests,
+        sum(input_tokens + output_tokens) AS tokens,
+        sum(end_user_ids) AS end_users
+    FROM api_usage
+    GROUP BY account_id, hour
+),
+joined AS (
+    SELECT
+        r.req_id,
+        h.hour,
+        h.requests,
+        h.tokens,
+        h.end_users,
+        h.hour >= r.as_of - INTERVAL 30 DAY AS w30,
+        h.hour >= r.as_of - INTERVAL 60 DAY AND h.hour < r.as_of - INTERVAL 30 DAY AS prev30
+    FROM requests AS r
+    JOIN hourly AS h ON h.account_id = r.account_id AND h.hour < r.as_of
+),
+sums AS (
+    SELECT
+        req_id,
+        count(*) FILTER (WHERE w30 AND requests > 0) AS active_hours,
+        max(end_users) FILTER (WHERE w30 AND requests > 0) AS max_end_users,
+        sum(end_users) FILTER (WHERE w30 AND requests > 0) AS end_users,
+        coalesce(sum(tokens) FILTER (WHERE w30), 0) AS tokens_30,
+        coalesce(sum(tokens) FILTER (WHERE prev30), 0) AS tokens_prev
+    FROM joined
+    GROUP BY req_id
+),
+by_slot AS (
+    -- hour of the week, 0 = Monday 00:00 UTC (1970-01-01 was a Thursday: +72 hours)
+    SELECT req_id, (CAST(epoch(hour) AS BIGINT) // 3600 + 72) % 168 AS slot, sum(requests) AS mass
+    FROM joined
+    WHERE w30 AND requests > 0
+    GROUP BY ALL
+),
+entropy AS (
+    SELECT
+        b.req_id,
+        sum(CASE WHEN b.mass > 0 THEN -(b.mass / t.total) * log2(b.mass / t.total) ELSE 0 END)
+            AS bits
+    FROM by_slot AS b
+    JOIN (SELECT req_id, sum(mass) AS total FROM by_slot GROUP BY req_id) AS t
+        ON t.req_id = b.req_id
+    WHERE t.total > 0
+    GROUP BY b.req_id
+),
+distinct_30 AS (
+    SELECT r.req_id, count(DISTINCT u.api_key_id) AS api_keys, count(DISTINCT u.ip_prefix) AS prefixes
+    FROM requests AS r
+    JOIN api_usage AS u
+        ON u.account_id = r.account_id AND u.hour < r.as_of
+        AND u.hour >= r.as_of - INTERVAL 30 DAY
+    GROUP BY r.req_id
+)
+SELECT
+    r.req_id,
+    coalesce(d.api_keys, 0) AS api_keys_30d,
+    coalesce(s.max_end_users, 0) AS max_hourly_end_users_30d,
+    CASE WHEN s.active_hours > 0 THEN s.end_users / s.active_hours END
+        AS end_users_per_active_hour_30d,
+    ln(1 + coalesce(s.tokens_30, 0)) AS log_tokens_30d,
+    CASE WHEN coalesce(s.tokens_30, 0) > 0 OR coalesce(s.tokens_prev, 0) > 0
+        THEN ln(1 + coalesce(s.tokens_30, 0)) - ln(1 + coalesce(s.tokens_prev, 0)) END
+        AS token_growth_30d,
+    e.bits / log2(168.0) AS hour_of_week_entropy_30d,
+    least(
+        coalesce(s.active_hours, 0) / greatest(
+            least(ceil((epoch(r.as_of) - epoch(a.created_at)) / 3600.0), 720.0), 1.0
+        ),
+        1.0
+    ) AS active_hour_share_30d,
+    coalesce(d.prefixes, 0) AS ip_prefixes_30d
+FROM requests AS r
+JOIN accounts AS a ON a.account_id = r.account_id
+LEFT JOIN sums AS s ON s.req_id = r.req_id
+LEFT JOIN entropy AS e ON e.req_id = r.req_id
+LEFT JOIN distinct_30 AS d ON d.req_id = r.req_id
+"""
+
 #: family name -> (query, the features it returns, the columns it reads of each table)
 SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]] = {
     "usage_geo": (
@@ -230,7 +316,33 @@ SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]]
                 "method",
                 "amount_usd",
                 "instrument_id",
-            ),  # fmt: skip
+            ),
+        },
+    ),
+    "reseller": (
+        RESELLER,
+        (
+            "api_keys_30d",
+            "max_hourly_end_users_30d",
+            "end_users_per_active_hour_30d",
+            "log_tokens_30d",
+            "token_growth_30d",
+            "hour_of_week_entropy_30d",
+            "active_hour_share_30d",
+            "ip_prefixes_30d",
+        ),
+        {
+            "accounts": ("account_id", "created_at"),
+            "api_usage": (
+                "account_id",
+                "hour",
+                "api_key_id",
+                "ip_prefix",
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "end_user_ids",
+            ),
         },
     ),
 }

@@ -1,6 +1,6 @@
 """The relational feature engine (features/sql.py): DuckDB == numpy engine == Spark, point in time.
 
-Covers every family ported so far (`SQL_FEATURES`: traffic geography, payments).
+Covers every family ported so far (`SQL_FEATURES`: traffic geography, payments, reseller).
 
 Generated worlds of both scenarios, requests at several times per account (the training
 pass's shape: one query for every as_of), compared feature by feature: floats to 1e-9
@@ -80,6 +80,7 @@ def test_duckdb_equals_the_numpy_engine_at_every_time(
     assert relational["traffic_country_entropy_30d"].gt(0).any()
     assert relational["prepaid_crypto_amount_share"].gt(0).any()
     assert relational["issuer_country_mismatch_share"].gt(0).any()
+    assert relational["token_growth_30d"].notna().any() and relational["api_keys_30d"].gt(1).any()
 
 
 def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
@@ -150,9 +151,11 @@ def test_one_definition_transpiles_to_spark_sql() -> None:
 
     for sql, _, _ in SQL_FAMILIES.values():
         spark_sql = to_spark(sql)
-        assert "FILTER(WHERE" in spark_sql and "IS DISTINCT FROM" in spark_sql
+        assert "FILTER(WHERE" in spark_sql
         assert "INTERVAL '30' DAY" in spark_sql or "INTERVAL '90' DAY" in spark_sql
     assert "LOG(2," in to_spark(SQL_FAMILIES["usage_geo"][0])  # DuckDB's log2
+    assert "IS DISTINCT FROM" in to_spark(SQL_FAMILIES["payments"][0])
+    assert "UNIX_TIMESTAMP(hour) AS BIGINT) DIV 3600" in to_spark(SQL_FAMILIES["reseller"][0])
     eng = DuckDBEngine(threads=1, memory_limit="512MB")
     assert eng.query("SELECT current_setting('threads') AS t")["t"][0] == 1
     eng.close()
