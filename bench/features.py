@@ -126,8 +126,8 @@ def measure_relational(kind: str, data: Path, as_of) -> dict:
         from exportguard.features.context import Context, index_codes, timestamp_ns
         from exportguard.features.geo import geo_features
         from exportguard.features.payments import payment_features
-        from exportguard.features.reseller import reseller_features
         from exportguard.features.policy import Policy
+        from exportguard.features.reseller import reseller_features
 
         acc = index_codes(alive["account_id"], pd.Index(tables.accounts["account_id"]))
         asof = np.full(len(acc), timestamp_ns(as_of), dtype=np.int64)
