@@ -125,6 +125,18 @@ def test_review_commands_refuse_bad_input(
     assert "review database URL" in err and "Traceback" not in err
 
 
+def test_a_fresh_database_is_migrated_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = f"sqlite:///{tmp_path}/review.db"  # a new process: Alembic is imported afresh
+    code = "import sys; from exportguard.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, "review", "--db", db, "audit", "verify"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "intact: 0 event(s)" in done.stdout
+    assert "alembic" not in done.stderr, done.stderr  # no plugin list at INFO
+
+
 def test_add_user_stores_only_a_hash_and_serve_needs_users(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
