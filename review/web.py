@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +43,25 @@ MAX_BODY = 64 * 1024
 SESSION_SECONDS = 8 * 3600
 #: cases per queue page
 PAGE = 50
+
+
+class QueueFilters(BaseModel):
+    """The queue's filters as the page's query string (and a saved filter's form) carry them;
+    `create_app`'s `_filters` checks their values."""
+
+    status: str = Field("open", max_length=16)
+    band: str = Field("", max_length=16)
+    family: str = Field("", max_length=32)
+    assignee: str = Field("", max_length=64)
+    country: str = Field("", max_length=16)
+    min_age: str = Field("", max_length=8)
+    max_age: str = Field("", max_length=8)
+    order: str = Field("score", max_length=8)
+
+
+class SavedFilterForm(QueueFilters):
+    name: str = Field(max_length=64)
+    csrf: str = Field(max_length=128)
 
 
 class BodyLimit:
@@ -285,43 +305,22 @@ def create_app(
     @app.get("/queue", response_class=HTMLResponse)
     @app.get("/queue/rows", response_class=HTMLResponse)  # HTMX: the table's rows only
     async def queue(
-        request: Request,
-        status: str = Query("open", max_length=16),
-        band: str = Query("", max_length=16),
-        page_no: int = 1,
-        family: str = Query("", max_length=32),
-        assignee: str = Query("", max_length=64),
-        country: str = Query("", max_length=16),
-        min_age: str = Query("", max_length=8),
-        max_age: str = Query("", max_length=8),
-        order: str = Query("score", max_length=8),
+        request: Request, q: Annotated[QueueFilters, Query()], page_no: int = 1
     ) -> Response:
         me = actor(request)
-        filters = _filters(status, band, family, assignee, country, min_age, max_age, order)
+        filters = _filters(**q.model_dump(include=set(QueueFilters.model_fields)))
         if request.url.path.endswith("/rows"):
             return page(request, "_rows.html", **_queue_ctx(filters, page_no))
         return page(request, "queue.html", **_queue_ctx(filters, page_no),
                     saved=store.saved_filters(me))  # fmt: skip
 
     @app.post("/filters")
-    async def save_filter(
-        request: Request,
-        name: str = Form(max_length=64),
-        csrf: str = Form(max_length=128),
-        status: str = Form("open", max_length=16),
-        band: str = Form("", max_length=16),
-        family: str = Form("", max_length=32),
-        assignee: str = Form("", max_length=64),
-        country: str = Form("", max_length=16),
-        min_age: str = Form("", max_length=8),
-        max_age: str = Form("", max_length=8),
-        order: str = Form("score", max_length=8),
-    ) -> Response:
+    async def save_filter(request: Request, form: Annotated[SavedFilterForm, Form()]) -> Response:
         me = actor(request)
-        check_csrf(request, csrf)
-        filters = _filters(status, band, family, assignee, country, min_age, max_age, order)
+        check_csrf(request, form.csrf)
+        filters = _filters(**form.model_dump(include=set(QueueFilters.model_fields)))
         query = {k: v for k, v in filters.items() if v}
-        store.save_filter(me, name, query)
+        store.save_filter(me, form.name, query)
         target = "/queue?" + urlencode(query)
         if request.headers.get("HX-Request"):  # HTMX posted it: load the saved view
             return Response(status_code=204, headers={"HX-Redirect": target})

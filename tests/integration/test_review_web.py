@@ -185,6 +185,8 @@ def test_queue_filters_order_pages_and_saved_filters(setup) -> None:  # type: ig
                          ("min_age=9&max_age=3", "is not below"), ("order=age", "unknown order")):  # fmt: skip
         resp = ana.get(f"/queue/rows?{bad}")
         assert resp.status_code == 400 and message in resp.text, bad
+    long = ana.get("/queue?assignee=" + "a" * 65)
+    assert long.status_code == 400 and "assignee" in long.text and "Traceback" not in long.text
     form = {"name": "SG <new>", "country": "SG", "max_age": "7", "status": "open",
             "order": "rise"}  # fmt: skip
     missing = ana.post("/filters", data=form)
