@@ -84,7 +84,7 @@ def profile_features(ctx: Context) -> dict[str, np.ndarray]:
     lang = lookup[codes][j.rows]
     share = floats(ctx.tables.api_usage["top_language_share"])[j.rows]
     tokens = u["input_tokens"][j.rows] * np.where(np.isnan(share), 1.0, share)
-    has_lang = codes[j.rows] < len(uniques)  # hours with a dominant language reported
+    has_lang = codes[j.rows] >= 0  # hours with a dominant language reported (-1: none)
     prof = agg.dense_profile(
         j.req[lang >= 0], lang[lang >= 0], tokens[lang >= 0], n, len(PROFILE_LANGUAGES)
     )

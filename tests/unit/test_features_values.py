@@ -234,3 +234,14 @@ def test_lifecycle(feats):
     # A1: idle 01-10 .. 02-20 (41 days); weeks: 2500 (after the gap) and 2000 -> 2500 / 2250
     check(feats, "A1", {"dormant_then_spike_ratio": 2500 / 2250})
     check(feats, "A4", {"dormant_then_spike_ratio": np.nan, "account_age_days": 28.0})
+
+
+def test_prompt_language_mix(feats):
+    # A1's 90 days: 3,000 input tokens in zh hours, 1,000 in an en hour
+    check(feats, "A1", {"prompt_language_zh_share_90d": 0.75, "prompt_language_en_share_90d": 0.25})
+    # an hour with no dominant language reported is left out, not counted as "other"
+    world = tiny_world()
+    usage = world.api_usage.copy()
+    usage.loc[usage["top_language"].eq("en") & usage["account_id"].eq("A1"), "top_language"] = None
+    quiet = account_features(world.with_tables(api_usage=usage), T).set_index("account_id")
+    check(quiet, "A1", {"prompt_language_zh_share_90d": 1.0, "prompt_language_en_share_90d": 0.0})
