@@ -17,8 +17,12 @@ trailing window of w days is [as_of - w, as_of). Normalisation follows the numpy
 country codes trimmed and upper-cased, network types trimmed and lower-cased, a missing
 country is unknown (left out of country shares), a share of nothing is NULL (NaN).
 
-Ported so far (`SQL_FAMILIES`): the traffic-geography features computed from api_usage, the
-payments family and the reseller / volume family; the other families still run on the numpy engine (`features.compute`).
+Ported so far (`SQL_FAMILIES`, 77 of the registry's 88 features): traffic geography of API
+traffic, logins and the account record; payments; reseller / volume; the added red flags;
+the network-mix, language-mix and rhythm profiles; language; time zone; lifecycle. The
+organisation and graph families still run on the numpy engine (`features.compute`), as do the
+commands. Language tags are parsed in Python (`features.language`) on their distinct values
+only, and reach the queries as the `language_tags` table.
 """
 
 from __future__ import annotations
@@ -33,8 +37,15 @@ import pyarrow as pa
 
 from exportguard.errors import ExportguardError
 from exportguard.features.geo import ANONYMISING, HOSTING
+from exportguard.features.language import primary_language, restricted_browser_tag
+from exportguard.features.lifecycle import RAMP_TOKENS
 from exportguard.features.policy import Policy
+from exportguard.features.profile import LOGIN_NETWORK_TYPES, NETWORK_TYPES, PROFILE_LANGUAGES
 from exportguard.features.tables import RawTables
+
+DAY_US = 86_400_000_000
+WEEK_US = 7 * DAY_US
+IDLE_GAP_US = 30 * DAY_US
 
 
 def _entropy(masses: str) -> str:
@@ -239,7 +250,7 @@ sums AS (
 ),
 by_slot AS (
     -- hour of the week, 0 = Monday 00:00 UTC (1970-01-01 was a Thursday: +72 hours)
-    SELECT req_id, (CAST(epoch(hour) AS BIGINT) // 3600 + 72) % 168 AS slot, sum(requests) AS mass
+    SELECT req_id, (epoch_us(hour) // 3600000000 + 72) % 168 AS slot, sum(requests) AS mass
     FROM joined
     WHERE w30 AND requests > 0
     GROUP BY ALL
@@ -268,7 +279,7 @@ SELECT
     e.bits / log2(168.0) AS hour_of_week_entropy_30d,
     least(
         coalesce(s.active_hours, 0) / greatest(
-            least(ceil((epoch(r.as_of) - epoch(a.created_at)) / 3600.0), 720.0), 1.0
+            least(ceil((epoch_us(r.as_of) - epoch_us(a.created_at)) / 3600000000.0), 720.0), 1.0
         ),
         1.0
     ) AS active_hour_share_30d,
@@ -280,6 +291,556 @@ LEFT JOIN entropy AS e ON e.req_id = r.req_id
 LEFT JOIN distinct_30 AS d ON d.req_id = r.req_id
 """
 )
+
+
+def _pmod(x: str, m: str) -> str:
+    """`x` modulo `m`, in [0, m) also for negative x (SQL's % keeps the dividend's sign)."""
+    return f"((({x}) % {m} + {m}) % {m})"
+
+
+def _circular(a: str, b: str) -> str:
+    """Distance in hours between two clock readings on the 24-hour circle (0-12)."""
+    d = _pmod(f"({a}) - ({b})", "24.0")
+    return f"least({d}, 24.0 - {d})"
+
+
+def _local_hour(hour_of_day: str, offset: str) -> str:
+    """Local hour (0-24) of the middle of UTC hour `hour_of_day` at `offset` hours east."""
+    return _pmod(f"{hour_of_day} + 0.5 + {offset}", "24.0")
+
+
+def _business(hour_of_day: str, offset: str) -> str:
+    """1.0 where that UTC hour falls in local business hours (09-18) at `offset`, else 0.0."""
+    local = _local_hour(hour_of_day, offset)
+    return f"CASE WHEN {local} >= 9.0 AND {local} < 18.0 THEN 1.0 ELSE 0.0 END"
+
+
+#: time zone (`features.timing`): the 90-day profile of requests by UTC hour of day against
+#: the declared country's offset, and the browser clocks of console logins
+TIMING = f"""
+WITH declared AS (
+    SELECT r.req_id, po.offset_h
+    FROM requests AS r
+    JOIN accounts AS a ON a.account_id = r.account_id
+    LEFT JOIN policy_offsets AS po ON po.country = upper(trim(a.declared_country))
+),
+by_hour AS (
+    SELECT r.req_id, hour(u.hour) AS hod, sum(u.requests) AS mass
+    FROM requests AS r
+    JOIN api_usage AS u
+        ON u.account_id = r.account_id AND u.hour < r.as_of
+        AND u.hour >= r.as_of - INTERVAL 90 DAY
+    GROUP BY ALL
+),
+dense AS (
+    -- all 24 hours of each request's profile (zeros included: the correlations need them)
+    SELECT
+        d.req_id,
+        h.hod,
+        coalesce(b.mass, 0) AS x,
+        {_business("h.hod", "8.0")} AS y8,
+        {_business("h.hod", "coalesce(d.offset_h, 0.0)")} AS yd
+    FROM declared AS d
+    CROSS JOIN hours_of_day AS h
+    LEFT JOIN by_hour AS b ON b.req_id = d.req_id AND b.hod = h.hod
+),
+centred AS (
+    SELECT
+        req_id,
+        hod,
+        x,
+        x - avg(x) OVER (PARTITION BY req_id) AS xc,
+        y8 - avg(y8) OVER (PARTITION BY req_id) AS y8c,
+        yd - avg(yd) OVER (PARTITION BY req_id) AS ydc
+    FROM dense
+),
+stats AS (
+    SELECT
+        req_id,
+        sum(x) AS mass,
+        sum(x * cos(2.0 * pi() * (hod + 0.5) / 24.0)) AS c,
+        sum(x * sin(2.0 * pi() * (hod + 0.5) / 24.0)) AS s,
+        sum(xc * y8c) AS cov8,
+        sum(xc * ydc) AS covd,
+        sum(xc * xc) AS vx,
+        sum(y8c * y8c) AS v8,
+        sum(ydc * ydc) AS vd
+    FROM centred
+    GROUP BY req_id
+),
+tz_near AS (
+    -- browser offsets within 15 minutes of a restricted country's clock
+    SELECT
+        t.tz_min,
+        max(CASE WHEN {_circular("t.tz_min / 60.0", "ro.offset_h")} <= 0.25 THEN 1 ELSE 0 END)
+            AS near
+    FROM (SELECT DISTINCT browser_tz_offset_min AS tz_min FROM logins) AS t
+    CROSS JOIN (SELECT DISTINCT offset_h FROM policy_offsets WHERE restricted) AS ro
+    GROUP BY t.tz_min
+),
+login_rows AS (
+    SELECT
+        r.req_id,
+        l.browser_tz_offset_min IS NOT NULL AND d.offset_h IS NOT NULL AS comparable,
+        {_circular("l.browser_tz_offset_min / 60.0", "d.offset_h")} > 2.0 AS mismatch,
+        coalesce(n.near, 0) = 1 AS near
+    FROM requests AS r
+    JOIN logins AS l ON l.account_id = r.account_id AND l.login_at < r.as_of
+    JOIN declared AS d ON d.req_id = r.req_id
+    LEFT JOIN tz_near AS n ON n.tz_min = l.browser_tz_offset_min
+),
+login_sums AS (
+    SELECT
+        req_id,
+        count(*) FILTER (WHERE comparable) AS comparable_n,
+        count(*) FILTER (WHERE comparable AND mismatch) AS mismatch_n,
+        count(*) FILTER (WHERE comparable AND mismatch AND near) AS restricted_n
+    FROM login_rows
+    GROUP BY req_id
+)
+SELECT
+    r.req_id,
+    CASE WHEN s.mass > 0 AND d.offset_h IS NOT NULL THEN {
+    _circular(
+        _pmod("14.0 - " + _pmod("atan2(s.s, s.c) * 24.0 / (2.0 * pi())", "24.0"), "24.0"),
+        "d.offset_h",
+    )
+} END AS activity_tz_gap_hours,
+    CASE WHEN s.mass > 0 AND d.offset_h IS NOT NULL THEN
+        (CASE WHEN s.vx * s.v8 > 0 THEN s.cov8 / sqrt(s.vx * s.v8) END)
+        - (CASE WHEN s.vx * s.vd > 0 THEN s.covd / sqrt(s.vx * s.vd) END)
+    END AS utc8_rhythm_excess,
+    CASE WHEN l.comparable_n > 0 THEN l.mismatch_n / l.comparable_n END
+        AS browser_tz_mismatch_share,
+    CASE WHEN l.comparable_n > 0 THEN l.restricted_n / l.comparable_n END
+        AS browser_tz_restricted_share
+FROM requests AS r
+JOIN declared AS d ON d.req_id = r.req_id
+LEFT JOIN stats AS s ON s.req_id = r.req_id
+LEFT JOIN login_sums AS l ON l.req_id = r.req_id
+"""
+
+
+#: the red flags added after the first list (`features.flags`): operators, residential exits,
+#: anonymised logins, payment cadence, growth of keys and end users
+FLAGS = """
+WITH usage_90 AS (
+    SELECT
+        r.req_id,
+        sum(u.requests) AS n,
+        coalesce(pc.intermediary, false) AND u.ip_country IS NOT NULL AS intermediary,
+        u.ip_country IS NOT NULL AS known,
+        coalesce(lower(trim(u.network_type)) IN ('residential', 'mobile'), false) AS residential,
+        pa.asn IS NOT NULL AS operator
+    FROM requests AS r
+    JOIN api_usage AS u
+        ON u.account_id = r.account_id AND u.hour < r.as_of
+        AND u.hour >= r.as_of - INTERVAL 90 DAY
+    LEFT JOIN policy_countries AS pc ON pc.country = upper(trim(u.ip_country))
+    LEFT JOIN policy_asns AS pa ON pa.asn = u.asn
+    GROUP BY ALL
+),
+usage_sums AS (
+    SELECT
+        req_id,
+        sum(n) AS all_n,
+        sum(n) FILTER (WHERE known) AS known_n,
+        coalesce(sum(n) FILTER (WHERE operator), 0) AS operator_n,
+        coalesce(sum(n) FILTER (WHERE known AND intermediary AND residential), 0)
+            AS inter_res_n
+    FROM usage_90
+    GROUP BY req_id
+),
+logins_90 AS (
+    SELECT
+        r.req_id,
+        count(*) AS logins,
+        count(*) FILTER (
+            WHERE lower(trim(l.network_type)) IN ('vpn_proxy', 'tor', 'hosting')
+        ) AS anonymised
+    FROM requests AS r
+    JOIN logins AS l
+        ON l.account_id = r.account_id AND l.login_at < r.as_of
+        AND l.login_at >= r.as_of - INTERVAL 90 DAY
+    GROUP BY r.req_id
+),
+pay AS (
+    SELECT
+        r.req_id,
+        count(*) AS attempts,
+        count(*) FILTER (WHERE p.amount_usd > 0) AS with_amount,
+        count(*) FILTER (WHERE p.amount_usd > 0 AND p.amount_usd % 50 = 0) AS round_n,
+        count(*) FILTER (WHERE lower(trim(p.method)) = 'prepaid_card') AS prepaid_n
+    FROM requests AS r
+    JOIN payments AS p ON p.account_id = r.account_id AND p.paid_at < r.as_of
+    GROUP BY r.req_id
+),
+growth AS (
+    SELECT
+        r.req_id,
+        count(DISTINCT u.api_key_id) FILTER (WHERE u.hour >= r.as_of - INTERVAL 30 DAY)
+            AS keys_now,
+        count(DISTINCT u.api_key_id) FILTER (WHERE u.hour < r.as_of - INTERVAL 30 DAY)
+            AS keys_before,
+        coalesce(sum(u.end_user_ids) FILTER (WHERE u.hour >= r.as_of - INTERVAL 30 DAY), 0)
+            AS users_now,
+        coalesce(sum(u.end_user_ids) FILTER (WHERE u.hour < r.as_of - INTERVAL 30 DAY), 0)
+            AS users_before
+    FROM requests AS r
+    JOIN api_usage AS u
+        ON u.account_id = r.account_id AND u.hour < r.as_of
+        AND u.hour >= r.as_of - INTERVAL 60 DAY
+    GROUP BY r.req_id
+)
+SELECT
+    r.req_id,
+    CASE WHEN s.all_n > 0 THEN least(s.operator_n / s.all_n, 1.0) END
+        AS restricted_operator_traffic_share_90d,
+    CASE WHEN s.known_n > 0 THEN least(s.inter_res_n / s.known_n, 1.0) END
+        AS intermediary_residential_share_90d,
+    CASE WHEN l.logins > 0 THEN least(l.anonymised / l.logins, 1.0) END
+        AS login_anonymised_share_90d,
+    CASE WHEN p.with_amount > 0 THEN p.round_n / p.with_amount END AS round_amount_payment_share,
+    CASE WHEN p.attempts > 0 THEN p.prepaid_n / p.attempts END AS prepaid_payment_count_share,
+    CASE WHEN coalesce(g.keys_now, 0) > 0 OR coalesce(g.keys_before, 0) > 0
+        THEN ln(1 + g.keys_now) - ln(1 + g.keys_before) END AS api_key_growth_30d,
+    CASE WHEN coalesce(g.users_now, 0) > 0 OR coalesce(g.users_before, 0) > 0
+        THEN ln(1 + g.users_now) - ln(1 + g.users_before) END AS end_user_growth_30d
+FROM requests AS r
+LEFT JOIN usage_sums AS s ON s.req_id = r.req_id
+LEFT JOIN logins_90 AS l ON l.req_id = r.req_id
+LEFT JOIN pay AS p ON p.req_id = r.req_id
+LEFT JOIN growth AS g ON g.req_id = r.req_id
+"""
+
+#: distribution features (`features.profile`): network mix of API traffic and of logins,
+#: prompt-language mix, and the daily rhythm in the declared country's local time
+PROFILE = (
+    """
+WITH usage_90 AS (
+    SELECT
+        r.req_id,
+        u.network_type,
+        u.top_language,
+        hour(u.hour) AS hod,
+        sum(u.requests) AS n,
+        sum(u.input_tokens * coalesce(u.top_language_share, 1.0)) AS lang_tokens
+    FROM requests AS r
+    JOIN api_usage AS u
+        ON u.account_id = r.account_id AND u.hour < r.as_of
+        AND u.hour >= r.as_of - INTERVAL 90 DAY
+    GROUP BY ALL
+),
+offsets AS (
+    SELECT r.req_id, po.offset_h
+    FROM requests AS r
+    JOIN accounts AS a ON a.account_id = r.account_id
+    JOIN policy_offsets AS po ON po.country = upper(trim(a.declared_country))
+),
+usage_rows AS (
+    SELECT
+        g.req_id,
+        g.n,
+        g.lang_tokens,
+        g.top_language IS NOT NULL AS has_lang,
+        lt.profile_lang,
+        lower(trim(g.network_type)) AS net,
+        """
+    + _local_hour("g.hod", "o.offset_h")
+    + """ AS local_h
+    FROM usage_90 AS g
+    LEFT JOIN language_tags AS lt ON lt.tag = g.top_language
+    LEFT JOIN offsets AS o ON o.req_id = g.req_id
+),
+usage_sums AS (
+    SELECT
+        req_id,
+        sum(n) AS all_n,
+"""
+    + ",\n".join(
+        f"        coalesce(sum(n) FILTER (WHERE net = '{t}'), 0) AS net_{t}" for t in NETWORK_TYPES
+    )
+    + ",\n"
+    + ",\n".join(
+        f"        coalesce(sum(lang_tokens) FILTER (WHERE profile_lang = '{c}'), 0) AS lang_{c}"
+        for c in PROFILE_LANGUAGES
+    )
+    + """,
+        coalesce(sum(lang_tokens) FILTER (WHERE has_lang), 0) AS lang_all,
+        sum(n) FILTER (WHERE local_h IS NOT NULL) AS local_n,
+        coalesce(sum(n) FILTER (WHERE local_h >= 0 AND local_h < 6), 0) AS night_n,
+        coalesce(sum(n) FILTER (WHERE local_h >= 9 AND local_h < 18), 0) AS work_n,
+        coalesce(sum(n) FILTER (WHERE local_h >= 18 AND local_h < 24), 0) AS evening_n,
+        sum(n * cos(2 * pi() * local_h / 24.0)) AS cos_n,
+        sum(n * sin(2 * pi() * local_h / 24.0)) AS sin_n
+    FROM usage_rows
+    GROUP BY req_id
+),
+login_rows AS (
+    SELECT
+        r.req_id,
+        lower(trim(l.network_type)) AS net,
+"""
+    + "        "
+    + _local_hour("hour(l.login_at)", "o.offset_h")
+    + """ AS local_h
+    FROM requests AS r
+    JOIN logins AS l
+        ON l.account_id = r.account_id AND l.login_at < r.as_of
+        AND l.login_at >= r.as_of - INTERVAL 90 DAY
+    LEFT JOIN offsets AS o ON o.req_id = r.req_id
+),
+login_sums AS (
+    SELECT
+        req_id,
+        count(*) AS all_n,
+"""
+    + ",\n".join(
+        f"        count(*) FILTER (WHERE net = '{t}') AS net_{t}" for t in LOGIN_NETWORK_TYPES
+    )
+    + """,
+        count(*) FILTER (WHERE local_h IS NOT NULL) AS local_n,
+        count(*) FILTER (WHERE local_h >= 0 AND local_h < 6) AS night_n
+    FROM login_rows
+    GROUP BY req_id
+)
+SELECT
+    r.req_id,
+"""
+    + "".join(
+        f"    CASE WHEN u.all_n > 0 THEN least(u.net_{t} / u.all_n, 1.0) END"
+        f" AS api_network_{t}_share_90d,\n"
+        for t in NETWORK_TYPES
+    )
+    + "".join(
+        f"    CASE WHEN l.all_n > 0 THEN least(l.net_{t} / l.all_n, 1.0) END"
+        f" AS login_network_{t}_share_90d,\n"
+        for t in LOGIN_NETWORK_TYPES
+    )
+    + "".join(
+        f"    CASE WHEN u.lang_all > 0 THEN least(u.lang_{c} / u.lang_all, 1.0) END"
+        f" AS prompt_language_{c}_share_90d,\n"
+        for c in PROFILE_LANGUAGES
+    )
+    + "".join(
+        f"    CASE WHEN u.local_n > 0 THEN least(u.{k}_n / u.local_n, 1.0) END"
+        f" AS local_{k}_traffic_share_90d,\n"
+        for k in ("night", "work", "evening")
+    )
+    + """    CASE WHEN u.local_n > 0
+        THEN least(sqrt(u.cos_n * u.cos_n + u.sin_n * u.sin_n) / u.local_n, 1.0) END
+        AS rhythm_strength_90d,
+    CASE WHEN l.local_n > 0 THEN least(l.night_n / l.local_n, 1.0) END
+        AS login_local_night_share_90d
+FROM requests AS r
+LEFT JOIN usage_sums AS u ON u.req_id = r.req_id
+LEFT JOIN login_sums AS l ON l.req_id = r.req_id
+"""
+)
+
+
+#: language (`features.language`): prompt languages of restricted regions in the last 30
+#: days, and where the declared country does not make them ordinary; browser languages
+LANGUAGE = """
+WITH usage_30 AS (
+    SELECT
+        r.req_id,
+        u.top_language,
+        sum(u.input_tokens) AS tokens,
+        sum(u.input_tokens * coalesce(u.top_language_share, 1.0)) AS mass
+    FROM requests AS r
+    JOIN api_usage AS u
+        ON u.account_id = r.account_id AND u.hour < r.as_of
+        AND u.hour >= r.as_of - INTERVAL 30 DAY
+    GROUP BY ALL
+),
+flagged AS (
+    SELECT
+        g.req_id,
+        g.tokens,
+        g.mass,
+        g.top_language IS NOT NULL AS known,
+        coalesce(lt.restricted_lang, false) AS restricted,
+        pe.lang IS NOT NULL AS expected
+    FROM usage_30 AS g
+    JOIN requests AS r ON r.req_id = g.req_id
+    JOIN accounts AS a ON a.account_id = r.account_id
+    LEFT JOIN language_tags AS lt ON lt.tag = g.top_language
+    LEFT JOIN policy_expected_languages AS pe
+        ON pe.lang = lt.primary_lang AND pe.country = upper(trim(a.declared_country))
+),
+usage_sums AS (
+    SELECT
+        req_id,
+        sum(tokens) FILTER (WHERE known) AS den,
+        coalesce(sum(mass) FILTER (WHERE restricted), 0) AS restricted_mass,
+        coalesce(sum(mass) FILTER (WHERE restricted AND NOT expected), 0) AS unexpected_mass
+    FROM flagged
+    GROUP BY req_id
+),
+login_sums AS (
+    SELECT
+        r.req_id,
+        count(*) FILTER (WHERE l.browser_language IS NOT NULL) AS known,
+        count(*) FILTER (WHERE lt.restricted_browser) AS restricted
+    FROM requests AS r
+    JOIN logins AS l ON l.account_id = r.account_id AND l.login_at < r.as_of
+    LEFT JOIN language_tags AS lt ON lt.tag = l.browser_language
+    GROUP BY r.req_id
+)
+SELECT
+    r.req_id,
+    CASE WHEN u.den > 0 THEN u.restricted_mass / u.den END AS restricted_language_share_30d,
+    CASE WHEN u.den > 0 THEN u.unexpected_mass / u.den END
+        AS unexpected_restricted_language_share_30d,
+    CASE WHEN l.known > 0 THEN l.restricted / l.known END AS browser_language_restricted_share
+FROM requests AS r
+LEFT JOIN usage_sums AS u ON u.req_id = r.req_id
+LEFT JOIN login_sums AS l ON l.req_id = r.req_id
+"""
+
+
+#: traffic geography of console logins and of the account record (`features.geo`): logins
+#: from restricted countries, console vs API country divergence (Jensen-Shannon, bits),
+#: the sign-up IP's country and the billing country against the declared one
+LOGIN_GEO = """
+WITH login_countries AS (
+    SELECT r.req_id, upper(trim(l.ip_country)) AS country, count(*) AS mass
+    FROM requests AS r
+    JOIN logins AS l ON l.account_id = r.account_id AND l.login_at < r.as_of
+    WHERE l.ip_country IS NOT NULL
+    GROUP BY ALL
+),
+api_countries AS (
+    SELECT r.req_id, upper(trim(u.ip_country)) AS country, sum(u.requests) AS mass
+    FROM requests AS r
+    JOIN api_usage AS u ON u.account_id = r.account_id AND u.hour < r.as_of
+    WHERE u.ip_country IS NOT NULL
+    GROUP BY ALL
+),
+login_p AS (
+    SELECT c.req_id, c.country, c.mass, c.mass / sum(c.mass) OVER (PARTITION BY c.req_id) AS p,
+        coalesce(pc.restricted, false) AS restricted
+    FROM login_countries AS c
+    LEFT JOIN policy_countries AS pc ON pc.country = c.country
+),
+api_q AS (
+    SELECT req_id, country, mass / sum(mass) OVER (PARTITION BY req_id) AS q
+    FROM api_countries
+),
+login_sums AS (
+    SELECT req_id, sum(mass) AS known, coalesce(sum(mass) FILTER (WHERE restricted), 0) AS restricted
+    FROM login_p
+    GROUP BY req_id
+),
+divergence AS (
+    SELECT
+        coalesce(a.req_id, b.req_id) AS req_id,
+        sum(
+            CASE WHEN coalesce(a.p, 0) > 0
+                THEN 0.5 * a.p * log2(a.p / (0.5 * (a.p + coalesce(b.q, 0)))) ELSE 0 END
+            + CASE WHEN coalesce(b.q, 0) > 0
+                THEN 0.5 * b.q * log2(b.q / (0.5 * (coalesce(a.p, 0) + b.q))) ELSE 0 END
+        ) AS bits,
+        max(a.p) AS has_logins,
+        max(b.q) AS has_api
+    FROM login_p AS a
+    FULL OUTER JOIN api_q AS b ON a.req_id = b.req_id AND a.country = b.country
+    GROUP BY coalesce(a.req_id, b.req_id)
+)
+SELECT
+    r.req_id,
+    CASE WHEN l.known > 0 THEN l.restricted / l.known END AS login_restricted_share,
+    CASE WHEN d.has_logins > 0 AND d.has_api > 0 THEN least(greatest(d.bits, 0.0), 1.0) END
+        AS console_api_country_divergence,
+    CASE WHEN a.signup_ip_country IS NOT NULL
+        THEN CASE WHEN coalesce(ps.restricted, false) THEN 1.0 ELSE 0.0 END END
+        AS signup_ip_restricted,
+    CASE WHEN a.billing_country IS NOT NULL THEN
+        CASE WHEN upper(trim(a.billing_country)) IS DISTINCT FROM upper(trim(a.declared_country))
+            THEN 1.0 ELSE 0.0 END
+    END AS billing_declared_mismatch
+FROM requests AS r
+JOIN accounts AS a ON a.account_id = r.account_id
+LEFT JOIN policy_countries AS ps ON ps.country = upper(trim(a.signup_ip_country))
+LEFT JOIN login_sums AS l ON l.req_id = r.req_id
+LEFT JOIN divergence AS d ON d.req_id = r.req_id
+"""
+
+#: lifecycle (`features.lifecycle`): age, the ramp to 10M tokens, dormant-then-spike, status
+LIFECYCLE = f"""
+WITH hourly AS (
+    SELECT account_id, hour, sum(input_tokens + output_tokens) AS tokens
+    FROM api_usage
+    GROUP BY account_id, hour
+),
+ramp AS (
+    -- the hour an account's cumulative tokens first reached {RAMP_TOKENS:,}: depends only
+    -- on the rows up to that hour, so comparing it with as_of is point in time
+    SELECT account_id, min(hour) AS reached
+    FROM (
+        SELECT account_id, hour,
+            sum(tokens) OVER (PARTITION BY account_id ORDER BY hour
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum
+        FROM hourly
+    ) AS c
+    WHERE cum >= {RAMP_TOKENS}
+    GROUP BY account_id
+),
+active AS (
+    SELECT
+        r.req_id,
+        h.hour,
+        h.tokens,
+        epoch_us(r.as_of) - epoch_us(h.hour) AS age_us,
+        epoch_us(h.hour) - coalesce(
+            epoch_us(lag(h.hour) OVER (PARTITION BY r.req_id ORDER BY h.hour)),
+            epoch_us(a.created_at)
+        ) AS gap_us
+    FROM requests AS r
+    JOIN accounts AS a ON a.account_id = r.account_id
+    JOIN hourly AS h ON h.account_id = r.account_id AND h.hour < r.as_of
+    WHERE h.tokens > 0
+),
+gap_end AS (
+    -- the end of each request's first idle gap of >= 30 days, as a week index back from as_of
+    SELECT req_id, (max(age_us) FILTER (WHERE gap_us >= {IDLE_GAP_US}) - 1) // {WEEK_US}
+        AS gap_week
+    FROM active
+    GROUP BY req_id
+),
+weeks AS (
+    SELECT req_id, (age_us - 1) // {WEEK_US} AS week, sum(tokens) AS tokens
+    FROM active
+    GROUP BY ALL
+),
+spike AS (
+    SELECT
+        w.req_id,
+        median(w.tokens) AS median_week,
+        max(w.tokens) FILTER (WHERE w.week <= g.gap_week) AS peak,
+        max(g.gap_week) AS gap_week
+    FROM weeks AS w
+    JOIN gap_end AS g ON g.req_id = w.req_id
+    GROUP BY w.req_id
+)
+SELECT
+    r.req_id,
+    (epoch_us(r.as_of) - epoch_us(a.created_at)) / {DAY_US}.0 AS account_age_days,
+    CASE WHEN rp.reached < r.as_of
+        THEN greatest(epoch_us(rp.reached) - epoch_us(a.created_at), 0) / {DAY_US}.0 END
+        AS days_to_first_10m_tokens,
+    CASE WHEN s.gap_week IS NOT NULL AND s.median_week > 0 THEN s.peak / s.median_week END
+        AS dormant_then_spike_ratio,
+    CAST(a.research_exemption AS DOUBLE) AS research_exemption,
+    CAST(a.is_channel_partner AS DOUBLE) AS is_channel_partner,
+    CASE WHEN lower(trim(a.account_type)) = 'organization' THEN 1.0 ELSE 0.0 END
+        AS is_organization
+FROM requests AS r
+JOIN accounts AS a ON a.account_id = r.account_id
+LEFT JOIN ramp AS rp ON rp.account_id = a.account_id
+LEFT JOIN spike AS s ON s.req_id = r.req_id
+"""
 
 #: family name -> (query, the features it returns, the columns it reads of each table)
 SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]] = {
@@ -350,10 +911,139 @@ SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]]
             ),
         },
     ),
+    "flags": (
+        FLAGS,
+        (
+            "restricted_operator_traffic_share_90d",
+            "intermediary_residential_share_90d",
+            "login_anonymised_share_90d",
+            "round_amount_payment_share",
+            "prepaid_payment_count_share",
+            "api_key_growth_30d",
+            "end_user_growth_30d",
+        ),
+        {
+            "api_usage": (
+                "account_id",
+                "hour",
+                "ip_country",
+                "network_type",
+                "asn",
+                "requests",
+                "api_key_id",
+                "end_user_ids",
+            ),
+            "logins": ("account_id", "login_at", "network_type"),
+            "payments": ("account_id", "paid_at", "amount_usd", "method"),
+        },
+    ),
+    "profile": (
+        PROFILE,
+        (
+            *(f"api_network_{t}_share_90d" for t in NETWORK_TYPES),
+            *(f"login_network_{t}_share_90d" for t in LOGIN_NETWORK_TYPES),
+            *(f"prompt_language_{c}_share_90d" for c in PROFILE_LANGUAGES),
+            "local_night_traffic_share_90d",
+            "local_work_traffic_share_90d",
+            "local_evening_traffic_share_90d",
+            "rhythm_strength_90d",
+            "login_local_night_share_90d",
+        ),
+        {
+            "accounts": ("account_id", "declared_country"),
+            "api_usage": (
+                "account_id",
+                "hour",
+                "network_type",
+                "top_language",
+                "top_language_share",
+                "requests",
+                "input_tokens",
+            ),
+            "logins": ("account_id", "login_at", "network_type"),
+        },
+    ),
+    "language": (
+        LANGUAGE,
+        (
+            "restricted_language_share_30d",
+            "unexpected_restricted_language_share_30d",
+            "browser_language_restricted_share",
+        ),
+        {
+            "accounts": ("account_id", "declared_country"),
+            "api_usage": (
+                "account_id",
+                "hour",
+                "top_language",
+                "top_language_share",
+                "input_tokens",
+            ),
+            "logins": ("account_id", "login_at", "browser_language"),
+        },
+    ),
+    "timing": (
+        TIMING,
+        (
+            "activity_tz_gap_hours",
+            "utc8_rhythm_excess",
+            "browser_tz_mismatch_share",
+            "browser_tz_restricted_share",
+        ),
+        {
+            "accounts": ("account_id", "declared_country"),
+            "api_usage": ("account_id", "hour", "requests"),
+            "logins": ("account_id", "login_at", "browser_tz_offset_min"),
+        },
+    ),
+    "login_geo": (
+        LOGIN_GEO,
+        (
+            "login_restricted_share",
+            "console_api_country_divergence",
+            "signup_ip_restricted",
+            "billing_declared_mismatch",
+        ),
+        {
+            "accounts": (
+                "account_id",
+                "declared_country",
+                "billing_country",
+                "signup_ip_country",
+            ),
+            "api_usage": ("account_id", "hour", "ip_country", "requests"),
+            "logins": ("account_id", "login_at", "ip_country"),
+        },
+    ),
+    "lifecycle": (
+        LIFECYCLE,
+        (
+            "account_age_days",
+            "days_to_first_10m_tokens",
+            "dormant_then_spike_ratio",
+            "research_exemption",
+            "is_channel_partner",
+            "is_organization",
+        ),
+        {
+            "accounts": (
+                "account_id",
+                "created_at",
+                "research_exemption",
+                "is_channel_partner",
+                "account_type",
+            ),
+            "api_usage": ("account_id", "hour", "input_tokens", "output_tokens"),
+        },
+    ),
 }
 
 #: every feature a relational family computes
 SQL_FEATURES = tuple(name for _, names, _ in SQL_FAMILIES.values() for name in names)
+
+
+#: the columns holding language tags (read through `language_tags`)
+_TAG_COLUMNS = (("api_usage", "top_language"), ("logins", "browser_language"))
 
 
 class SqlEngineError(ExportguardError):
@@ -374,6 +1064,17 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
     intermediary = {str(c).strip().upper() for c in policy.intermediary_countries}
     countries = sorted(restricted | intermediary)
     networks = sorted(set(HOSTING) | set(ANONYMISING))
+    offset_of: dict[str, float] = {}
+    for key, off in policy.utc_offsets.items():  # as the numpy engine's vocabulary: first wins
+        offset_of.setdefault(str(key).strip().upper(), float(off))
+    offsets = sorted(offset_of)
+    expected = sorted(
+        {
+            (lang, str(c).strip().upper())
+            for lang, cs in policy.expected_languages.items()
+            for c in cs
+        }
+    )
     return {
         "policy_countries": pd.DataFrame(
             {
@@ -389,7 +1090,48 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
                 "anonymising": [n in ANONYMISING for n in networks],
             }
         ),
+        "policy_asns": pd.DataFrame(
+            {"asn": np.array(sorted(set(policy.restricted_operator_asns)), dtype=np.int64)}
+        ),
+        "policy_offsets": pd.DataFrame(
+            {
+                "country": pd.Series(offsets, dtype=object),
+                "offset_h": np.array([offset_of[c] for c in offsets], dtype=np.float64),
+                "restricted": [c in policy.restricted_countries for c in offsets],
+            }
+        ),
+        "policy_expected_languages": pd.DataFrame(
+            {
+                "lang": pd.Series([lang for lang, _ in expected], dtype=object),
+                "country": pd.Series([c for _, c in expected], dtype=object),
+            }
+        ),
+        "hours_of_day": pd.DataFrame({"hod": np.arange(24, dtype=np.int64)}),
     }
+
+
+def language_tags(tags: Iterable[object], policy: Policy) -> pd.DataFrame:
+    """What each distinct language tag of the data means under `policy`: its primary language,
+    its index among the profiled languages, restricted as a prompt language, restricted as a
+    browser language. The tags' parsing stays in Python (`features.language`), run on the
+    distinct values only, and reaches both engines as a small table."""
+    values = sorted({str(t) for t in tags if t is not None and not pd.isna(t)})
+    restricted_langs = set(policy.restricted_languages)
+    restricted_countries = set(policy.restricted_countries)
+    primary = [primary_language(v) for v in values]
+    return pd.DataFrame(
+        {
+            "tag": pd.Series(values, dtype=object),
+            "primary_lang": pd.Series(primary, dtype=object),
+            "profile_lang": pd.Series(
+                [p if p in PROFILE_LANGUAGES else None for p in primary], dtype=object
+            ),
+            "restricted_lang": [p in restricted_langs for p in primary],
+            "restricted_browser": [
+                restricted_browser_tag(v, restricted_countries, restricted_langs) for v in values
+            ],
+        }
+    )
 
 
 @dataclass
@@ -448,8 +1190,16 @@ class SparkEngine:
 def to_spark(sql: str) -> str:
     """`sql` (DuckDB's dialect) as Spark SQL."""
     import sqlglot
+    from sqlglot import exp
 
-    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+    def rename(node: exp.Expression) -> exp.Expression:
+        # DuckDB's epoch_us (exact microseconds) is Spark's unix_micros; sqlglot knows neither
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "epoch_us":
+            return exp.Anonymous(this="unix_micros", expressions=node.expressions)
+        return node
+
+    tree = sqlglot.parse_one(sql, read="duckdb").transform(rename)
+    return tree.sql(dialect="spark")
 
 
 def _requests(requests: pd.DataFrame) -> pa.Table:
@@ -466,6 +1216,18 @@ def _requests(requests: pd.DataFrame) -> pa.Table:
             "req_id": pa.array(np.arange(len(requests), dtype=np.int64)),
             "account_id": pa.array(requests["account_id"].astype(str).to_numpy(dtype=object)),
             "as_of": pa.array(as_of.to_numpy(dtype="datetime64[us]")),
+        }
+    )
+
+
+def _relation(frame: pd.DataFrame) -> pa.Table:
+    """A small lookup frame as Arrow; text columns typed as strings even when empty."""
+    return pa.table(
+        {
+            c: pa.array(frame[c].tolist(), type=pa.string())
+            if frame[c].dtype == object
+            else pa.array(frame[c], from_pandas=True)
+            for c in frame.columns
         }
     )
 
@@ -513,7 +1275,7 @@ def sql_features(
         eng.register("requests", req)
         relations: Mapping[str, pd.DataFrame] = policy_relations(policy)
         for name, frame in relations.items():
-            eng.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+            eng.register(name, _relation(frame))
         reads: dict[str, list[str]] = {}
         for family in wanted:
             for name, table_cols in SQL_FAMILIES[family][2].items():
@@ -521,6 +1283,11 @@ def sql_features(
                 reads[name] += [c for c in table_cols if c not in reads[name]]
         for name, cols in reads.items():
             eng.register(name, _table(tables, name, cols))
+        tag_columns = [(t, c) for t, c in _TAG_COLUMNS if c in reads.get(t, ())]
+        if tag_columns:
+            union = " UNION ".join(f"SELECT DISTINCT {c} AS tag FROM {t}" for t, c in tag_columns)
+            tags = language_tags(eng.query(union)["tag"], policy)
+            eng.register("language_tags", _relation(tags))
         out = pd.DataFrame(
             {
                 "account_id": requests["account_id"].astype(str).to_numpy(),
