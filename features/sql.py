@@ -54,8 +54,9 @@ def _entropy(masses: str) -> str:
     return f"""entropy AS (
     SELECT
         b.req_id,
-        sum(CASE WHEN b.mass > 0 THEN -(b.mass / t.total) * log2(b.mass / t.total) ELSE 0 END)
-            AS bits
+        CAST(sum(CAST(
+            CASE WHEN b.mass > 0 THEN -(b.mass / t.total) * log2(b.mass / t.total) ELSE 0 END
+            AS DECIMAL(38, 18))) AS DOUBLE) AS bits
     FROM {masses} AS b
     JOIN (SELECT req_id, sum(mass) AS total FROM {masses} GROUP BY req_id) AS t
         ON t.req_id = b.req_id
@@ -188,8 +189,9 @@ sums AS (
         count(*) FILTER (WHERE foreign_issuer) AS foreign_n,
         count(*) FILTER (WHERE restricted) AS restricted_n,
         count(*) FILTER (WHERE intermediary) AS intermediary_n,
-        coalesce(sum(amount) FILTER (WHERE NOT failed AND cover), 0) AS cover_paid,
-        coalesce(sum(amount) FILTER (WHERE NOT failed), 0) AS paid,
+        coalesce(CAST(sum(CAST(amount AS DECIMAL(38, 18))) FILTER (WHERE NOT failed AND cover) AS DOUBLE), 0)
+            AS cover_paid,
+        coalesce(CAST(sum(CAST(amount AS DECIMAL(38, 18))) FILTER (WHERE NOT failed) AS DOUBLE), 0) AS paid,
         count(*) FILTER (WHERE failed) AS failed_n,
         count(*) FILTER (WHERE reversed) AS reversed_n,
         count(DISTINCT instrument_id) FILTER (WHERE w90) AS instruments_90
@@ -279,7 +281,7 @@ SELECT
     e.bits / log2(168.0) AS hour_of_week_entropy_30d,
     least(
         coalesce(s.active_hours, 0) / greatest(
-            least(ceil((epoch_us(r.as_of) - epoch_us(a.created_at)) / 3600000000.0), 720.0), 1.0
+            least(ceil((epoch_us(r.as_of) - epoch_us(a.created_at)) / 3600000000), 720.0), 1.0
         ),
         1.0
     ) AS active_hour_share_30d,
@@ -345,26 +347,31 @@ dense AS (
     LEFT JOIN by_hour AS b ON b.req_id = d.req_id AND b.hod = h.hod
 ),
 centred AS (
+    -- the profile as shares of the request's traffic (correlation and mean angle do not
+    -- depend on scale), so that the exact sums below stay in range
     SELECT
         req_id,
         hod,
         x,
-        x - avg(x) OVER (PARTITION BY req_id) AS xc,
+        CASE WHEN t > 0 THEN x / t ELSE 0.0 END AS xs,
+        CASE WHEN t > 0 THEN (x - t / 24) / t ELSE 0.0 END AS xc,
         y8 - avg(y8) OVER (PARTITION BY req_id) AS y8c,
         yd - avg(yd) OVER (PARTITION BY req_id) AS ydc
-    FROM dense
+    FROM (SELECT *, sum(x) OVER (PARTITION BY req_id) AS t FROM dense) AS d
 ),
 stats AS (
+    -- sums of doubles as exact decimals: the same value in any order, so a request gets the
+    -- same features in any query (the training pass and the scoring pass) and on any engine
     SELECT
         req_id,
         sum(x) AS mass,
-        sum(x * cos(2.0 * pi() * (hod + 0.5) / 24.0)) AS c,
-        sum(x * sin(2.0 * pi() * (hod + 0.5) / 24.0)) AS s,
-        sum(xc * y8c) AS cov8,
-        sum(xc * ydc) AS covd,
-        sum(xc * xc) AS vx,
-        sum(y8c * y8c) AS v8,
-        sum(ydc * ydc) AS vd
+        CAST(sum(CAST(xs * cos(2.0 * pi() * (hod + 0.5) / 24.0) AS DECIMAL(38, 18))) AS DOUBLE) AS c,
+        CAST(sum(CAST(xs * sin(2.0 * pi() * (hod + 0.5) / 24.0) AS DECIMAL(38, 18))) AS DOUBLE) AS s,
+        CAST(sum(CAST(xc * y8c AS DECIMAL(38, 18))) AS DOUBLE) AS cov8,
+        CAST(sum(CAST(xc * ydc AS DECIMAL(38, 18))) AS DOUBLE) AS covd,
+        CAST(sum(CAST(xc * xc AS DECIMAL(38, 18))) AS DOUBLE) AS vx,
+        CAST(sum(CAST(y8c * y8c AS DECIMAL(38, 18))) AS DOUBLE) AS v8,
+        CAST(sum(CAST(ydc * ydc AS DECIMAL(38, 18))) AS DOUBLE) AS vd
     FROM centred
     GROUP BY req_id
 ),
@@ -372,7 +379,7 @@ tz_near AS (
     -- browser offsets within 15 minutes of a restricted country's clock
     SELECT
         t.tz_min,
-        max(CASE WHEN {_circular("t.tz_min / 60.0", "ro.offset_h")} <= 0.25 THEN 1 ELSE 0 END)
+        max(CASE WHEN {_circular("t.tz_min / 60", "ro.offset_h")} <= 0.25 THEN 1 ELSE 0 END)
             AS near
     FROM (SELECT DISTINCT browser_tz_offset_min AS tz_min FROM logins) AS t
     CROSS JOIN (SELECT DISTINCT offset_h FROM policy_offsets WHERE restricted) AS ro
@@ -382,7 +389,7 @@ login_rows AS (
     SELECT
         r.req_id,
         l.browser_tz_offset_min IS NOT NULL AND d.offset_h IS NOT NULL AS comparable,
-        {_circular("l.browser_tz_offset_min / 60.0", "d.offset_h")} > 2.0 AS mismatch,
+        {_circular("l.browser_tz_offset_min / 60", "d.offset_h")} > 2.0 AS mismatch,
         coalesce(n.near, 0) = 1 AS near
     FROM requests AS r
     JOIN logins AS l ON l.account_id = r.account_id AND l.login_at < r.as_of
@@ -524,7 +531,7 @@ WITH usage_90 AS (
         u.top_language,
         hour(u.hour) AS hod,
         sum(u.requests) AS n,
-        sum(u.input_tokens * coalesce(u.top_language_share, 1.0)) AS lang_tokens
+        sum(CAST(u.input_tokens * coalesce(u.top_language_share, 1.0) AS DECIMAL(38, 18))) AS lang_tokens
     FROM requests AS r
     JOIN api_usage AS u
         ON u.account_id = r.account_id AND u.hour < r.as_of
@@ -562,17 +569,18 @@ usage_sums AS (
     )
     + ",\n"
     + ",\n".join(
-        f"        coalesce(sum(lang_tokens) FILTER (WHERE profile_lang = '{c}'), 0) AS lang_{c}"
+        f"        coalesce(CAST(sum(lang_tokens) FILTER (WHERE profile_lang = '{c}') AS DOUBLE), 0)"
+        f" AS lang_{c}"
         for c in PROFILE_LANGUAGES
     )
     + """,
-        coalesce(sum(lang_tokens) FILTER (WHERE has_lang), 0) AS lang_all,
+        coalesce(CAST(sum(lang_tokens) FILTER (WHERE has_lang) AS DOUBLE), 0) AS lang_all,
         sum(n) FILTER (WHERE local_h IS NOT NULL) AS local_n,
         coalesce(sum(n) FILTER (WHERE local_h >= 0 AND local_h < 6), 0) AS night_n,
         coalesce(sum(n) FILTER (WHERE local_h >= 9 AND local_h < 18), 0) AS work_n,
         coalesce(sum(n) FILTER (WHERE local_h >= 18 AND local_h < 24), 0) AS evening_n,
-        sum(n * cos(2 * pi() * local_h / 24.0)) AS cos_n,
-        sum(n * sin(2 * pi() * local_h / 24.0)) AS sin_n
+        CAST(sum(CAST(n * cos(2 * pi() * local_h / 24.0) AS DECIMAL(38, 18))) AS DOUBLE) AS cos_n,
+        CAST(sum(CAST(n * sin(2 * pi() * local_h / 24.0) AS DECIMAL(38, 18))) AS DOUBLE) AS sin_n
     FROM usage_rows
     GROUP BY req_id
 ),
@@ -647,7 +655,7 @@ WITH usage_30 AS (
         r.req_id,
         u.top_language,
         sum(u.input_tokens) AS tokens,
-        sum(u.input_tokens * coalesce(u.top_language_share, 1.0)) AS mass
+        sum(CAST(u.input_tokens * coalesce(u.top_language_share, 1.0) AS DECIMAL(38, 18))) AS mass
     FROM requests AS r
     JOIN api_usage AS u
         ON u.account_id = r.account_id AND u.hour < r.as_of
@@ -673,8 +681,9 @@ usage_sums AS (
     SELECT
         req_id,
         sum(tokens) FILTER (WHERE known) AS den,
-        coalesce(sum(mass) FILTER (WHERE restricted), 0) AS restricted_mass,
-        coalesce(sum(mass) FILTER (WHERE restricted AND NOT expected), 0) AS unexpected_mass
+        coalesce(CAST(sum(mass) FILTER (WHERE restricted) AS DOUBLE), 0) AS restricted_mass,
+        coalesce(CAST(sum(mass) FILTER (WHERE restricted AND NOT expected) AS DOUBLE), 0)
+            AS unexpected_mass
     FROM flagged
     GROUP BY req_id
 ),
@@ -736,12 +745,12 @@ login_sums AS (
 divergence AS (
     SELECT
         coalesce(a.req_id, b.req_id) AS req_id,
-        sum(
+        CAST(sum(CAST(
             CASE WHEN coalesce(a.p, 0) > 0
                 THEN 0.5 * a.p * log2(a.p / (0.5 * (a.p + coalesce(b.q, 0)))) ELSE 0 END
             + CASE WHEN coalesce(b.q, 0) > 0
                 THEN 0.5 * b.q * log2(b.q / (0.5 * (coalesce(a.p, 0) + b.q))) ELSE 0 END
-        ) AS bits,
+            AS DECIMAL(38, 18))) AS DOUBLE) AS bits,
         max(a.p) AS has_logins,
         max(b.q) AS has_api
     FROM login_p AS a
@@ -826,9 +835,9 @@ spike AS (
 )
 SELECT
     r.req_id,
-    (epoch_us(r.as_of) - epoch_us(a.created_at)) / {DAY_US}.0 AS account_age_days,
+    (epoch_us(r.as_of) - epoch_us(a.created_at)) / {DAY_US} AS account_age_days,
     CASE WHEN rp.reached < r.as_of
-        THEN greatest(epoch_us(rp.reached) - epoch_us(a.created_at), 0) / {DAY_US}.0 END
+        THEN greatest(epoch_us(rp.reached) - epoch_us(a.created_at), 0) / {DAY_US} END
         AS days_to_first_10m_tokens,
     CASE WHEN s.gap_week IS NOT NULL AND s.median_week > 0 THEN s.peak / s.median_week END
         AS dormant_then_spike_ratio,
@@ -1079,8 +1088,8 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
         "policy_countries": pd.DataFrame(
             {
                 "country": pd.Series(countries, dtype=object),
-                "restricted": [c in restricted for c in countries],
-                "intermediary": [c in intermediary for c in countries],
+                "restricted": np.array([c in restricted for c in countries], dtype=bool),
+                "intermediary": np.array([c in intermediary for c in countries], dtype=bool),
             }
         ),
         "policy_networks": pd.DataFrame(
@@ -1097,7 +1106,9 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
             {
                 "country": pd.Series(offsets, dtype=object),
                 "offset_h": np.array([offset_of[c] for c in offsets], dtype=np.float64),
-                "restricted": [c in policy.restricted_countries for c in offsets],
+                "restricted": np.array(
+                    [c in policy.restricted_countries for c in offsets], dtype=bool
+                ),
             }
         ),
         "policy_expected_languages": pd.DataFrame(
@@ -1126,10 +1137,11 @@ def language_tags(tags: Iterable[object], policy: Policy) -> pd.DataFrame:
             "profile_lang": pd.Series(
                 [p if p in PROFILE_LANGUAGES else None for p in primary], dtype=object
             ),
-            "restricted_lang": [p in restricted_langs for p in primary],
-            "restricted_browser": [
-                restricted_browser_tag(v, restricted_countries, restricted_langs) for v in values
-            ],
+            "restricted_lang": np.array([p in restricted_langs for p in primary], dtype=bool),
+            "restricted_browser": np.array(
+                [restricted_browser_tag(v, restricted_countries, restricted_langs) for v in values],
+                dtype=bool,
+            ),
         }
     )
 

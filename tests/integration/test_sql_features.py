@@ -161,6 +161,24 @@ def test_rare_red_flags_match_the_numpy_engine(tmp_path: Path) -> None:
     assert relational["activity_tz_gap_hours"].isna().any()  # no declared country, no offset
 
 
+def test_features_are_bit_identical_in_any_query(tmp_path: Path) -> None:
+    """Sums of doubles are exact decimals, so a request's features do not depend on the
+    other requests of the query or on the threads' order: training pass == scoring pass."""
+    tables, horizon = _world(tmp_path, "default", 10)
+    requests = _requests(tables, horizon)
+    shuffled = requests.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    end = requests.loc[requests["as_of"] == horizon].reset_index(drop=True)
+    a = sql_features(tables, requests, engine=DuckDBEngine(threads=2))
+    b = sql_features(tables, shuffled, engine=DuckDBEngine(threads=1))
+    c = sql_features(tables, end)
+    key = ["account_id", "as_of"]
+    b = b.set_index(key).loc[pd.MultiIndex.from_frame(requests[key])].reset_index()
+    a_end = a.loc[requests["as_of"] == horizon].reset_index(drop=True)
+    for name in SQL_FEATURES:
+        assert np.array_equal(a[name].to_numpy(), b[name].to_numpy(), equal_nan=True), name
+        assert np.array_equal(a_end[name].to_numpy(), c[name].to_numpy(), equal_nan=True), name
+
+
 def test_policy_enters_as_data(tmp_path: Path) -> None:
     tables, horizon = _world(tmp_path, "default", 6)
     requests = pd.DataFrame({"account_id": tables.accounts["account_id"], "as_of": horizon})
