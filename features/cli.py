@@ -8,6 +8,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: as features.compute.ENGINES (not imported here: `--help` stays fast)
+ENGINES = ("duckdb", "numpy")
+
 
 def _validate(args: argparse.Namespace) -> int:
     from exportguard.features.contract import parse_as_of, read_tables
@@ -35,7 +38,7 @@ def _features(args: argparse.Namespace) -> int:
         raise ExportguardError(
             "no --as-of given and the data has no activity to infer a horizon from"
         )
-    frame = account_features(tables, as_of, policy)
+    frame = account_features(tables, as_of, policy, engine=args.engine)
     excluded = len(tables.accounts) - len(frame)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".parquet.tmp")
@@ -89,5 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="params.yaml",
         help="read the `policy` section from this file",
+    )
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="duckdb",
+        help="duckdb (default): the relational families in embedded DuckDB, organisation and "
+        "graph on numpy; numpy: every family on numpy (the reference implementation)",
     )
     p.set_defaults(handler=_features)

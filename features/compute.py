@@ -1,17 +1,24 @@
 """Point-in-time account features: the entry points every later stage calls.
 
 `features_at` computes the declared features (registry.FEATURES) of many (account, as_of)
-requests in one vectorised pass: each dated table is joined to the requests by account and
-only rows dated strictly before the request's as_of are kept; windows (30 d, 90 d) are
+requests in one pass: each dated table is joined to the requests by account and only rows
+dated strictly before the request's as_of are kept; windows (30 d, 90 d) are
 [as_of - w, as_of). `account_features` is the same for every account created before one
 time. Ownership and restricted_entities carry no dates and are used as the current
 snapshot; an organisation incorporated at or after as_of is unknown at as_of.
+
+Engines: `"duckdb"` (the default) runs the relational families (`features.sql`) in embedded
+DuckDB and the families not ported yet (organisation, graph) on numpy; `"numpy"` runs every
+family on numpy (vectorised, whole tables in memory: the reference the relational families
+are tested against); a `features.sql.SparkEngine` runs the relational families in Spark.
+Both paths give the same features (tests/integration/test_sql_features.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import pandas as pd
@@ -31,9 +38,14 @@ from exportguard.features.reseller import reseller_features
 from exportguard.features.tables import RawTables
 from exportguard.features.timing import timing_features
 
+if TYPE_CHECKING:
+    from exportguard.features.sql import Engine
+
 log = logging.getLogger(__name__)
 
-FAMILY_FUNCTIONS: tuple[Callable[[Context], dict[str, np.ndarray]], ...] = (
+FamilyFunction = Callable[[Context], dict[str, np.ndarray]]
+
+FAMILY_FUNCTIONS: tuple[FamilyFunction, ...] = (
     geo_features,
     timing_features,
     language_features,
@@ -46,6 +58,14 @@ FAMILY_FUNCTIONS: tuple[Callable[[Context], dict[str, np.ndarray]], ...] = (
     flag_features,
 )
 
+#: the families the relational engines do not compute yet: they run on numpy beside them
+NUMPY_ONLY: tuple[FamilyFunction, ...] = (org_features, graph_features)
+
+#: the engines a command can name (`--engine`)
+ENGINES = ("duckdb", "numpy")
+
+EngineChoice = Union[str, "Engine"]
+
 
 def account_features(
     tables: RawTables,
@@ -53,6 +73,7 @@ def account_features(
     policy: Policy | None = None,
     *,
     max_prefix_accounts: int | None = None,
+    engine: EngineChoice = "duckdb",
 ) -> pd.DataFrame:
     """One row per account created before `as_of`: ["account_id", *FEATURE_NAMES], by account_id."""
     t = timestamp_ns(as_of)
@@ -62,7 +83,7 @@ def account_features(
     ids = acc["account_id"].to_numpy(dtype=object)[alive]
     alive = alive[np.argsort(ids.astype(str), kind="stable")]
     req_asof = np.full(len(alive), t, dtype=np.int64)
-    values = _compute(tables, alive.astype(np.int64), req_asof, policy, max_prefix_accounts)
+    values = _compute(tables, alive.astype(np.int64), req_asof, policy, max_prefix_accounts, engine)
     frame = _assemble(acc["account_id"].to_numpy(dtype=object)[alive], None, values)
     return frame.drop(columns="as_of")
 
@@ -73,6 +94,7 @@ def features_at(
     policy: Policy | None = None,
     *,
     max_prefix_accounts: int | None = None,
+    engine: EngineChoice = "duckdb",
 ) -> pd.DataFrame:
     """Features of each (account_id, as_of) request as of its own time, in request order."""
     missing = [c for c in ("account_id", "as_of") if c not in requests.columns]
@@ -98,7 +120,7 @@ def features_at(
             f"requests: {int(early.sum())} row(s) ask for an account as of a time before it was "
             f"created (no features exist then), e.g. {examples}"
         )
-    values = _compute(tables, req_acc, req_asof, policy, max_prefix_accounts)
+    values = _compute(tables, req_acc, req_asof, policy, max_prefix_accounts, engine)
     return _assemble(requests["account_id"].to_numpy(dtype=object), req_asof, values)
 
 
@@ -108,15 +130,23 @@ def _compute(
     req_asof: np.ndarray,
     policy: Policy | None,
     max_prefix_accounts: int | None,
+    engine: EngineChoice = "duckdb",
 ) -> dict[str, np.ndarray]:
     policy = policy or Policy()
     if max_prefix_accounts is None:
         max_prefix_accounts = policy.max_prefix_accounts
     if max_prefix_accounts < 1:
         raise ValueError(f"max_prefix_accounts must be >= 1, got {max_prefix_accounts}")
+    if isinstance(engine, str) and engine not in ENGINES:
+        raise ValueError(f"unknown feature engine {engine!r}; choose one of {list(ENGINES)}")
     ctx = Context(tables, req_acc, req_asof, policy, max_prefix_accounts)
     values: dict[str, np.ndarray] = {}
-    for family in FAMILY_FUNCTIONS:
+    if engine == "numpy":
+        families = FAMILY_FUNCTIONS
+    else:
+        values.update(_relational(tables, req_acc, req_asof, policy, engine))
+        families = NUMPY_ONLY
+    for family in families:
         part = family(ctx)
         clash = set(part) & set(values)
         if clash:
@@ -124,6 +154,32 @@ def _compute(
         values.update(part)
         log.debug("%s: %d feature(s) for %d request(s)", family.__name__, len(part), ctx.n_req)
     return values
+
+
+def _relational(
+    tables: RawTables,
+    req_acc: np.ndarray,
+    req_asof: np.ndarray,
+    policy: Policy,
+    engine: EngineChoice,
+) -> dict[str, np.ndarray]:
+    """The relational families' features of the requests, by DuckDB or the engine given."""
+    from exportguard.features.sql import SQL_FEATURES, DuckDBEngine, sql_features
+
+    eng = DuckDBEngine() if engine == "duckdb" else engine
+    assert not isinstance(eng, str)
+    requests = pd.DataFrame(
+        {
+            "account_id": tables.accounts["account_id"].to_numpy(dtype=object)[req_acc],
+            "as_of": pd.to_datetime(req_asof, unit="ns"),
+        }
+    )
+    try:
+        frame = sql_features(tables, requests, policy, eng)
+    finally:
+        if engine == "duckdb" and isinstance(eng, DuckDBEngine):
+            eng.close()
+    return {name: frame[name].to_numpy(dtype=np.float64) for name in SQL_FEATURES}
 
 
 def _assemble(

@@ -1,4 +1,5 @@
-"""Hand-computed feature values on the tiny world (tests/tiny_world.py) as of T = 2026-03-01."""
+"""Hand-computed feature values on the tiny world (tests/tiny_world.py) as of T = 2026-03-01,
+on both feature engines (DuckDB with the numpy-only families, and numpy alone)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ from tiny_world import T, tiny_world
 from exportguard.features.compute import account_features
 
 
+@pytest.fixture(scope="module", params=["duckdb", "numpy"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every hand-computed value is checked on both engines."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def feats() -> pd.DataFrame:
-    return account_features(tiny_world(), T).set_index("account_id")
+def feats(engine: str) -> pd.DataFrame:
+    return account_features(tiny_world(), T, engine=engine).set_index("account_id")
 
 
 def check(feats: pd.DataFrame, account: str, expected: dict[str, float]) -> None:
@@ -236,12 +243,13 @@ def test_lifecycle(feats):
     check(feats, "A4", {"dormant_then_spike_ratio": np.nan, "account_age_days": 28.0})
 
 
-def test_prompt_language_mix(feats):
+def test_prompt_language_mix(feats, engine):
     # A1's 90 days: 3,000 input tokens in zh hours, 1,000 in an en hour
     check(feats, "A1", {"prompt_language_zh_share_90d": 0.75, "prompt_language_en_share_90d": 0.25})
     # an hour with no dominant language reported is left out, not counted as "other"
     world = tiny_world()
     usage = world.api_usage.copy()
     usage.loc[usage["top_language"].eq("en") & usage["account_id"].eq("A1"), "top_language"] = None
-    quiet = account_features(world.with_tables(api_usage=usage), T).set_index("account_id")
+    quiet = account_features(world.with_tables(api_usage=usage), T, engine=engine)
+    quiet = quiet.set_index("account_id")
     check(quiet, "A1", {"prompt_language_zh_share_90d": 1.0, "prompt_language_en_share_90d": 0.0})
