@@ -1,28 +1,30 @@
-"""Benchmark: point-in-time account features against a floor, at 100k (and 25k) accounts.
+"""Benchmark: point-in-time account features, DuckDB engine vs the numpy engine, against floors.
 
 Run by hand, never in CI:
 
     .venv/bin/python bench/features.py --accounts 100000            # also runs 25000
-    .venv/bin/python bench/features.py --accounts 20000 --compare-accounts 5000 --repeats 1
+    .venv/bin/python bench/features.py --accounts 100000 --compare-accounts 0 --world DIR
+    .venv/bin/python bench/features.py --accounts 20000 --kinds floor,duckdb,numpy --repeats 1
 
 For each world size a synthetic world is generated (exportguard.synth.generate_world) and
-written as Parquet to a temporary directory. Each measurement then runs in its own
-subprocess, so its peak RSS (ru_maxrss from wait4) is its own:
+written as Parquet to a temporary directory (or to/from `--world DIR`, kept for later runs).
+Each measurement then runs in its own subprocess, so its peak RSS is its own: ru_maxrss of
+the child plus, for Spark, the peak RSS (VmHWM) of each of its live descendants (the JVM):
 
-* floor    - read the same tables (pd.read_parquet) + one groupby-sum of api_usage tokens
-             by account: the least any per-account feature job must do;
-* features - the same reads, then `account_features` as of the end of the timeline;
-* contract - `contract.read_tables` (read + coerce + validate) then `account_features`,
-             i.e. what `exportguard features` does, when the reader exists.
-
-With `--relational` (the families ported to `features.sql` so far, as of the end):
-
-* duck_floor - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
-* numpy_ported  - the same reads, then the numpy engine's families that are ported:
-               `geo_features` (its 8 api_usage features plus 4 from logins and accounts),
-               `payment_features` (7) and `reseller_features` (8);
-* duckdb_ported - the same reads, then every `features.sql` family on DuckDB (23 features);
-* spark_ported  - the same on Spark local[*] (SparkSession start-up timed separately).
+* floor        - read the tables (pd.read_parquet) + one groupby-sum of api_usage tokens by
+                 account: the least a per-account feature job on pandas must do;
+* duck_floor   - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
+* numpy        - the same reads, then `account_features(engine="numpy")` as of the end;
+* duckdb       - the same reads, then `account_features()` (the default: DuckDB for the
+                 relational families, numpy for organisation and graph) as of the end;
+* contract     - `contract.read_tables` (read + coerce + validate) then `account_features`,
+                 i.e. what `exportguard features` does;
+* train_numpy / train_duckdb - the training pass: `training.dataset.example_requests` (every
+                 label at its own decision time plus the presumed negatives, default params)
+                 then `features_at` on both engines;
+* spark_sql    - the relational families on Spark local[*] (`features.sql.SparkEngine`;
+                 SparkSession start-up timed separately), vs duckdb_sql, the same families
+                 on DuckDB.
 
 Reported: wall time (median of --repeats), peak RSS, and ratios to the floor.
 """
@@ -74,76 +76,96 @@ def _as_of(data: Path):
     return pd.Timestamp(hours.to_pandas().max()) + pd.Timedelta(hours=1)
 
 
+KINDS = (
+    "floor",
+    "duck_floor",
+    "numpy",
+    "duckdb",
+    "contract",
+    "train_numpy",
+    "train_duckdb",
+    "duckdb_sql",
+    "spark_sql",
+)
+DEFAULT_KINDS = ("floor", "duck_floor", "numpy", "duckdb", "train_numpy", "train_duckdb")
+
+
+def _descendants_hwm_mib() -> float:
+    """Sum of the peak RSS (VmHWM) of this process's live descendants, e.g. Spark's JVM."""
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - mine
+        mine |= frontier
+    total_kib = 0
+    for pid in mine:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kib / 1024.0
+
+
 def measure(kind: str, data: Path) -> dict:
     """One timed measurement (runs inside the child process)."""
     import pandas as pd
 
-    as_of = _as_of(data)
-    if kind != "floor":  # imports are not part of the timed work
-        from exportguard.features.compute import account_features
-        from exportguard.features.tables import RawTables  # noqa: F401
-    if kind == "contract":
-        from exportguard.features.contract import read_tables
-    if kind in ("numpy_ported", "duckdb_ported", "spark_ported", "duck_floor"):
-        return measure_relational(kind, data, as_of)
+    as_of = pd.Timestamp(_as_of(data))
+    # imports are not part of the timed work
+    from exportguard.features.compute import account_features, features_at
+    from exportguard.features.contract import read_tables
+    from exportguard.training.config import ExamplesParams
+    from exportguard.training.dataset import example_requests
+
     t0 = time.perf_counter()
     if kind == "floor":
         tables = _read_raw(data)
         u = tables.api_usage
         sums = (u["input_tokens"] + u["output_tokens"]).groupby(u["account_id"]).sum()
         return {"seconds": time.perf_counter() - t0, "rows": int(len(u)), "out": int(len(sums))}
-    if kind == "features":
-        tables = _read_raw(data)
-    else:
-        tables = read_tables(data)
-        tables = tables[0] if isinstance(tables, tuple) else tables
-    t1 = time.perf_counter()
-    frame = account_features(tables, pd.Timestamp(as_of))
-    t2 = time.perf_counter()
-    return {"seconds": t2 - t0, "read": t1 - t0, "compute": t2 - t1, "out": int(len(frame))}
-
-
-def measure_relational(kind: str, data: Path, as_of) -> dict:
-    """The relational families against the numpy engine's same family (child process)."""
-    import numpy as np
-    import pandas as pd
-
-    from exportguard.features.sql import DuckDBEngine, SparkEngine, sql_features
-
-    t0 = time.perf_counter()
     if kind == "duck_floor":
-        eng = DuckDBEngine()
+        from exportguard.features.sql import DuckDBEngine
+
         path = str(data / "api_usage.parquet").replace("'", "''")
-        sums = eng.query(
+        sums = DuckDBEngine().query(
             f"SELECT account_id, sum(input_tokens + output_tokens) AS t FROM '{path}' GROUP BY 1"
         )
         return {"seconds": time.perf_counter() - t0, "out": int(len(sums))}
-    tables = _read_raw(data)
-    t1 = time.perf_counter()
-    alive = tables.accounts.loc[pd.to_datetime(tables.accounts["created_at"]) < as_of]
-    start = 0.0
-    if kind == "numpy_ported":
-        from exportguard.features.context import Context, index_codes, timestamp_ns
-        from exportguard.features.geo import geo_features
-        from exportguard.features.payments import payment_features
-        from exportguard.features.policy import Policy
-        from exportguard.features.reseller import reseller_features
-
-        acc = index_codes(alive["account_id"], pd.Index(tables.accounts["account_id"]))
-        asof = np.full(len(acc), timestamp_ns(as_of), dtype=np.int64)
-        ctx = Context(tables, acc, asof, Policy(), Policy().max_prefix_accounts)
-        geo, pay, res = geo_features(ctx), payment_features(ctx), reseller_features(ctx)
-        out = len(geo["distinct_asns_30d"])
-        assert len(pay["failed_payment_rate"]) == out == len(res["api_keys_30d"])
+    if kind == "contract":
+        tables = read_tables(data)
+        tables = tables[0] if isinstance(tables, tuple) else tables
     else:
+        tables = _read_raw(data)
+    t1 = time.perf_counter()
+    start = 0.0
+    if kind in ("numpy", "duckdb", "contract"):
+        engine = "numpy" if kind == "numpy" else "duckdb"
+        out = len(account_features(tables, as_of, engine=engine))
+    elif kind in ("train_numpy", "train_duckdb"):
+        requests = example_requests(tables, as_of, ExamplesParams())
+        keys = requests.loc[:, ["account_id", "as_of"]].drop_duplicates(ignore_index=True)
+        t1 = time.perf_counter()  # the requests are not the feature pass
+        out = len(features_at(tables, keys, engine=kind.removeprefix("train_")))
+    else:
+        from exportguard.features.sql import DuckDBEngine, SparkEngine, sql_features
+
+        alive = tables.accounts.loc[pd.to_datetime(tables.accounts["created_at"]) < as_of]
         requests = pd.DataFrame({"account_id": alive["account_id"], "as_of": as_of})
-        if kind == "spark_ported":
+        if kind == "spark_sql":
             from exportguard.batch.spark import spark_session
 
             # the tables travel from the driver as Arrow: Spark's 1 GiB default heap is too small
             os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 12g pyspark-shell")
             spark = spark_session()
-            spark.conf.set("spark.sql.session.timeZone", "UTC")
             spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
             start = time.perf_counter() - t1
             engine = SparkEngine(spark)
@@ -152,7 +174,7 @@ def measure_relational(kind: str, data: Path, as_of) -> dict:
         out = len(sql_features(tables, requests, engine=engine))
     t2 = time.perf_counter()
     return {"seconds": t2 - t0 - start, "read": t1 - t0, "compute": t2 - t1 - start,
-            "startup": start, "out": int(out)}  # fmt: skip
+            "startup": start, "out": int(out), "descendants_mib": _descendants_hwm_mib()}  # fmt: skip
 
 
 def _child(kind: str, data: Path) -> dict:
@@ -165,7 +187,7 @@ def _child(kind: str, data: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"measurement {kind} failed with exit code {proc.returncode}")
     result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024.0
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024.0 + result.get("descendants_mib", 0.0)
     return result
 
 
@@ -181,32 +203,31 @@ def _generate(n: int, seed: int, out: Path) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def run_size(
-    n: int, seed: int, repeats: int, with_contract: bool, relational: bool = False
-) -> dict:
+def run_size(n: int, seed: int, repeats: int, kinds: list[str], world: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"eg-bench-{n}-") as tmp:
-        data = Path(tmp)
+        data = world / str(n) if world else Path(tmp)
+        data.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        rows = _generate(n, seed, data)
-        gen_s = time.perf_counter() - t0
+        if world and (data / "api_usage.parquet").exists():
+            import pyarrow.parquet as pq
+
+            rows = pq.read_metadata(data / "api_usage.parquet").num_rows
+            print(f"[{n:,} accounts] world read from {data}", flush=True)
+        else:
+            rows = _generate(n, seed, data)
+            print(f"[{n:,} accounts] generated in {time.perf_counter() - t0:.0f}s", flush=True)
         mib = sum(p.stat().st_size for p in data.iterdir()) / 2**20
-        print(
-            f"[{n:,} accounts] generated in {gen_s:.0f}s: {rows:,} api_usage rows, {mib:.0f} MiB parquet",
-            flush=True,
-        )
-        kinds = ["floor", "features"] + (["contract"] if with_contract else [])
-        if relational:
-            kinds = ["floor", "duck_floor", "numpy_ported", "duckdb_ported", "spark_ported"]
+        print(f"  {rows:,} api_usage rows, {mib:.0f} MiB parquet", flush=True)
         runs: dict[str, list[dict]] = {k: [] for k in kinds}
         for i in range(repeats):
             for kind in kinds:
                 runs[kind].append(_child(kind, data))
                 r = runs[kind][-1]
                 print(
-                    f"  run {i + 1} {kind:8s} {r['seconds']:7.2f}s  peak {r['peak_rss_mib']:7.0f} MiB",
+                    f"  run {i + 1} {kind:12s} {r['seconds']:7.2f}s  peak {r['peak_rss_mib']:7.0f} MiB",
                     flush=True,
                 )
-    summary = {"accounts": n, "api_usage_rows": rows}
+    summary: dict = {"accounts": n, "api_usage_rows": rows}
     for kind, rs in runs.items():
         summary[kind] = {
             key: statistics.median(r[key] for r in rs)
@@ -218,30 +239,39 @@ def run_size(
 
 def _report(results: list[dict]) -> None:
     print(
-        "\naccounts  usage_rows  measure    wall_s  (read_s  compute_s)  x_floor  peak_MiB  x_floor_rss"
+        "\naccounts  usage_rows  measure       wall_s  (read_s  compute_s)  x_floor  peak_MiB  x_floor_rss"
     )
     for res in results:
-        floor = res["floor"]
-        for kind in ("floor", "features", "contract", "duck_floor", "numpy_ported", "duckdb_ported",
-                     "spark_ported"):  # fmt: skip
+        floor = res.get("floor")
+        for kind in KINDS:
             if kind not in res:
                 continue
             m = res[kind]
             split = f"({m['read']:6.2f}  {m['compute']:8.2f})" if "read" in m else " " * 19
+            x_wall = f"{m['seconds'] / floor['seconds']:7.1f}" if floor else "      -"
+            x_rss = f"{m['peak_rss_mib'] / floor['peak_rss_mib']:11.1f}" if floor else "          -"
             print(
-                f"{res['accounts']:8,}  {res['api_usage_rows']:10,}  {kind:8s} {m['seconds']:8.2f}  {split}"
-                f"  {m['seconds'] / floor['seconds']:7.1f}  {m['peak_rss_mib']:8.0f}"
-                f"  {m['peak_rss_mib'] / floor['peak_rss_mib']:11.1f}"
+                f"{res['accounts']:8,}  {res['api_usage_rows']:10,}  {kind:12s} {m['seconds']:8.2f}"
+                f"  {split}  {x_wall}  {m['peak_rss_mib']:8.0f}  {x_rss}"
             )
-    if len(results) > 1 and all("features" in r for r in results):
+        pairs = (("numpy", "duckdb"), ("train_numpy", "train_duckdb"), ("duckdb_sql", "spark_sql"))
+        for base, new in pairs:
+            if base in res and new in res:
+                print(
+                    f"  {new} vs {base}: wall x{res[base]['seconds'] / res[new]['seconds']:.2f} "
+                    f"faster, peak RSS x{res[new]['peak_rss_mib'] / res[base]['peak_rss_mib']:.2f}"
+                )
+    if len(results) > 1:
         small, big = sorted(results, key=lambda r: r["accounts"])[:: len(results) - 1]
-        data_growth = big["api_usage_rows"] / small["api_usage_rows"]
-        rss_growth = big["features"]["peak_rss_mib"] / small["features"]["peak_rss_mib"]
-        print(
-            f"\nfrom {small['accounts']:,} to {big['accounts']:,} accounts: api_usage rows x{data_growth:.2f}, "
-            f"features peak RSS x{rss_growth:.2f}, features wall x"
-            f"{big['features']['seconds'] / small['features']['seconds']:.2f}"
-        )
+        growth = big["api_usage_rows"] / small["api_usage_rows"]
+        for kind in ("numpy", "duckdb"):
+            if kind in small and kind in big:
+                print(
+                    f"from {small['accounts']:,} to {big['accounts']:,} accounts: api_usage rows "
+                    f"x{growth:.2f}, {kind} peak RSS "
+                    f"x{big[kind]['peak_rss_mib'] / small[kind]['peak_rss_mib']:.2f}, wall "
+                    f"x{big[kind]['seconds'] / small[kind]['seconds']:.2f}"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,35 +285,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
-    p.add_argument("--no-contract", action="store_true", help="skip the read_tables measurement")
     p.add_argument(
-        "--relational",
-        action="store_true",
-        help="measure the families ported to features.sql against the numpy engine",
+        "--kinds",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated measurements, of {', '.join(KINDS)} "
+        f"(default {','.join(DEFAULT_KINDS)})",
     )
-    kinds = (
-        "floor",
-        "features",
-        "contract",
-        "duck_floor",
-        "numpy_ported",
-        "duckdb_ported",
-        "spark_ported",
+    p.add_argument(
+        "--world",
+        type=Path,
+        help="keep generated worlds in DIR/<accounts>/ and reuse them on later runs",
     )
-    p.add_argument("--measure", choices=kinds, help=argparse.SUPPRESS)
+    p.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(args.measure, args.data)))
         return 0
-    try:
-        import exportguard.features.contract  # noqa: F401
-
-        with_contract = not args.no_contract
-    except ImportError:
-        with_contract = False
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        p.error(f"--kinds: unknown measurement(s) {unknown}; choose from {', '.join(KINDS)}")
     sizes = sorted({args.accounts, args.compare_accounts} - {0})
-    results = [run_size(n, args.seed, args.repeats, with_contract, args.relational) for n in sizes]
+    results = [run_size(n, args.seed, args.repeats, kinds, args.world) for n in sizes]
     _report(results)
     return 0
 
