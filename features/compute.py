@@ -7,10 +7,12 @@ dated strictly before the request's as_of are kept; windows (30 d, 90 d) are
 time. Ownership and restricted_entities carry no dates and are used as the current
 snapshot; an organisation incorporated at or after as_of is unknown at as_of.
 
-Engines: `"duckdb"` (the default) runs the relational families (`features.sql`) in embedded
-DuckDB and the families not ported yet (organisation, graph) on numpy; `"numpy"` runs every
-family on numpy (vectorised, whole tables in memory: the reference the relational families
-are tested against); a `features.sql.SparkEngine` runs the relational families in Spark.
+Engines: `"duckdb"` (the default) runs the relational families (`features.sql`: 79 of the
+88 features, and the graph's links) in embedded DuckDB; the organisation family (per
+organisation: ownership chains, name screening) and the graph's components (union-find
+over the links) run on numpy beside it; `"numpy"` runs every family on numpy (vectorised,
+whole tables in memory: the reference the relational families are tested against); a
+`features.sql.SparkEngine` runs the relational families in Spark.
 Both paths give the same features (tests/integration/test_sql_features.py).
 """
 
@@ -26,7 +28,7 @@ import pandas as pd
 from exportguard.features.context import Context, index_codes, timestamp_ns, to_ns
 from exportguard.features.flags import flag_features
 from exportguard.features.geo import geo_features
-from exportguard.features.graph import graph_features
+from exportguard.features.graph import component_features, graph_features
 from exportguard.features.language import language_features
 from exportguard.features.lifecycle import lifecycle_features
 from exportguard.features.org import org_features
@@ -39,6 +41,7 @@ from exportguard.features.tables import RawTables
 from exportguard.features.timing import timing_features
 
 if TYPE_CHECKING:
+    from exportguard.features.graph import Links
     from exportguard.features.sql import Engine
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,8 @@ FAMILY_FUNCTIONS: tuple[FamilyFunction, ...] = (
     flag_features,
 )
 
-#: the families the relational engines do not compute yet: they run on numpy beside them
-NUMPY_ONLY: tuple[FamilyFunction, ...] = (org_features, graph_features)
+#: the families the relational engines do not compute: they run on numpy beside them
+NUMPY_ONLY: tuple[FamilyFunction, ...] = (org_features,)
 
 #: the engines a command can name (`--engine`)
 ENGINES = ("duckdb", "numpy")
@@ -141,11 +144,17 @@ def _compute(
         raise ValueError(f"unknown feature engine {engine!r}; choose one of {list(ENGINES)}")
     ctx = Context(tables, req_acc, req_asof, policy, max_prefix_accounts)
     values: dict[str, np.ndarray] = {}
+    families: list[FamilyFunction]
     if engine == "numpy":
-        families = FAMILY_FUNCTIONS
+        families = list(FAMILY_FUNCTIONS)
     else:
-        values.update(_relational(tables, req_acc, req_asof, policy, engine))
-        families = NUMPY_ONLY
+        relational, links = _relational(tables, req_acc, req_asof, policy, engine)
+        values.update(relational)
+
+        def components(ctx: Context) -> dict[str, np.ndarray]:
+            return component_features(ctx, links)
+
+        families = [*NUMPY_ONLY, components]
     for family in families:
         part = family(ctx)
         clash = set(part) & set(values)
@@ -162,9 +171,10 @@ def _relational(
     req_asof: np.ndarray,
     policy: Policy,
     engine: EngineChoice,
-) -> dict[str, np.ndarray]:
-    """The relational families' features of the requests, by DuckDB or the engine given."""
-    from exportguard.features.sql import SQL_FEATURES, DuckDBEngine, sql_features
+) -> tuple[dict[str, np.ndarray], dict[str, Links]]:
+    """The relational families' features of the requests, by DuckDB or the engine given,
+    and the graph's links for the components (answered on numpy: union-find)."""
+    from exportguard.features.sql import SQL_FEATURES, DuckDBEngine, graph_links, sql_features
 
     eng = DuckDBEngine() if engine == "duckdb" else engine
     assert not isinstance(eng, str)
@@ -175,11 +185,12 @@ def _relational(
         }
     )
     try:
-        frame = sql_features(tables, requests, policy, eng)
+        frame = sql_features(tables, requests, policy, eng, derive=["links_prefix"])
+        links = graph_links(eng)
     finally:
         if engine == "duckdb" and isinstance(eng, DuckDBEngine):
             eng.close()
-    return {name: frame[name].to_numpy(dtype=np.float64) for name in SQL_FEATURES}
+    return {name: frame[name].to_numpy(dtype=np.float64) for name in SQL_FEATURES}, links
 
 
 def _assemble(

@@ -103,23 +103,33 @@ def _address_pairs(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return first_seen(has, addr[org], time, int(ctx.req_asof.max(initial=NAT)))
 
 
-def graph_features(ctx: Context) -> dict[str, np.ndarray]:
-    """Graph family, one value per request."""
+Links = tuple[np.ndarray, np.ndarray, np.ndarray]  # (account, entity, first seen ns)
+
+
+def link_sets(ctx: Context) -> dict[str, Links]:
+    """Device, instrument and prefix links of the accounts, from the numpy engine's tables."""
     limit = int(ctx.req_asof.max(initial=NAT))
     dev_codes, _ = ctx.codes("logins", "device_id")
     ins_codes, _ = ctx.codes("payments", "instrument_id")
     pre_codes, _ = ctx.codes("api_usage", "ip_prefix")
     lg, pay, use = ctx.logins, ctx.payments, ctx.usage
-    devices = first_seen(lg["acc"], dev_codes, lg["time"], limit)
-    instruments = first_seen(pay["acc"], ins_codes, pay["time"], limit)
-    prefixes = first_seen(use["acc"], pre_codes, use["time"], limit)
-    addresses = _address_pairs(ctx)
+    return {
+        "device": first_seen(lg["acc"], dev_codes, lg["time"], limit),
+        "instrument": first_seen(pay["acc"], ins_codes, pay["time"], limit),
+        "prefix": first_seen(use["acc"], pre_codes, use["time"], limit),
+    }
 
+
+def component_features(ctx: Context, links: dict[str, Links]) -> dict[str, np.ndarray]:
+    """Component size and confirmed positives linked, given the device, instrument and
+    prefix links (from `link_sets` or a relational engine); address links come from the
+    organisations, which are small."""
+    prefixes = links["prefix"]
     graph = OfflineComponents(ctx.n_acc)
     for kind, (p_acc, p_ent, p_time) in (
-        ("device", devices),
-        ("instrument", instruments),
-        ("address", addresses),
+        ("device", links["device"]),
+        ("instrument", links["instrument"]),
+        ("address", _address_pairs(ctx)),
     ):
         graph.add_links(kind, p_acc, p_ent, p_time)
     deaths = _prefix_deaths(prefixes[1], prefixes[2], ctx.max_prefix_accounts)
@@ -134,9 +144,14 @@ def graph_features(ctx: Context) -> dict[str, np.ndarray]:
     np.minimum.at(first_positive, l_acc[positive], l_time[positive])
 
     size, linked_pos = graph.answer(ctx.req_acc, ctx.req_asof, first_positive)
+    return {"linked_component_size": size, "linked_confirmed_positives": linked_pos}
+
+
+def graph_features(ctx: Context) -> dict[str, np.ndarray]:
+    """Graph family, one value per request."""
+    links = link_sets(ctx)
     return {
-        "linked_component_size": size,
-        "shared_device_accounts": shared_accounts(ctx, *devices),
-        "shared_instrument_accounts": shared_accounts(ctx, *instruments),
-        "linked_confirmed_positives": linked_pos,
+        **component_features(ctx, links),
+        "shared_device_accounts": shared_accounts(ctx, *links["device"]),
+        "shared_instrument_accounts": shared_accounts(ctx, *links["instrument"]),
     }

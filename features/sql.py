@@ -1041,9 +1041,74 @@ SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]]
     ),
 }
 
+#: graph links (`features.graph`): kind -> (table, entity column, time column)
+LINK_KINDS = {
+    "device": ("logins", "device_id", "login_at"),
+    "instrument": ("payments", "instrument_id", "paid_at"),
+    "prefix": ("api_usage", "ip_prefix", "hour"),
+}
+
+
+def _links(table: str, entity: str, time: str) -> str:
+    """Each (account, entity) pair with the first time seen, among rows before the latest
+    as_of, for entities seen on two or more accounts (the only ones that link)."""
+    return f"""
+WITH pairs AS (
+    SELECT account_id, {entity} AS entity, min({time}) AS first_seen
+    FROM {table}
+    WHERE account_id IS NOT NULL AND {entity} IS NOT NULL AND {time} IS NOT NULL
+        AND {time} < (SELECT max(as_of) FROM requests)
+    GROUP BY account_id, {entity}
+),
+shared AS (
+    SELECT entity FROM pairs GROUP BY entity HAVING count(*) >= 2
+)
+SELECT p.account_id, p.entity, p.first_seen
+FROM pairs AS p
+JOIN shared AS s ON s.entity = p.entity
+"""
+
+
+def _shared(links: str) -> str:
+    """Per request: distinct other accounts that used one of its account's entities of
+    `links` before as_of (both sides first seen before it)."""
+    return f"""SELECT o.req_id, count(DISTINCT p.account_id) AS n
+    FROM (
+        SELECT r.req_id, r.account_id, r.as_of, l.entity
+        FROM requests AS r
+        JOIN {links} AS l ON l.account_id = r.account_id AND l.first_seen < r.as_of
+    ) AS o
+    JOIN {links} AS p
+        ON p.entity = o.entity AND p.first_seen < o.as_of AND p.account_id <> o.account_id
+    GROUP BY o.req_id"""
+
+
+#: graph (`features.graph`): accounts sharing a console device or a payment instrument
+GRAPH_SHARED = f"""
+WITH devices AS ({_shared("links_device")}),
+instruments AS ({_shared("links_instrument")})
+SELECT
+    r.req_id,
+    coalesce(d.n, 0) AS shared_device_accounts,
+    coalesce(i.n, 0) AS shared_instrument_accounts
+FROM requests AS r
+LEFT JOIN devices AS d ON d.req_id = r.req_id
+LEFT JOIN instruments AS i ON i.req_id = r.req_id
+"""
+
+SQL_FAMILIES["graph_shared"] = (
+    GRAPH_SHARED,
+    ("shared_device_accounts", "shared_instrument_accounts"),
+    {"links_device": (), "links_instrument": ()},
+)
+
 #: relations derived once from the contract's tables and shared by the families that read
 #: them: name -> (query, the columns it reads of each table)
 DERIVED: dict[str, tuple[str, dict[str, tuple[str, ...]]]] = {
+    **{
+        f"links_{kind}": (_links(table, entity, time), {table: ("account_id", entity, time)})
+        for kind, (table, entity, time) in LINK_KINDS.items()
+    },
     "usage_hourly": (
         """
 SELECT
@@ -1263,6 +1328,25 @@ def _requests(requests: pd.DataFrame) -> pa.Table:
     )
 
 
+def graph_links(eng: Engine) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The link relations `sql_features(..., derive=...)` left in `eng`, as the numpy arrays
+    `features.graph.component_features` takes: kind -> (account code, entity code, first
+    seen in ns). Links are few (one per account and shared entity), so they fit the driver."""
+    out = {}
+    for kind in LINK_KINDS:
+        frame = eng.query(
+            f"SELECT account_id, entity, epoch_us(first_seen) AS t FROM links_{kind} "
+            "ORDER BY account_id, entity"
+        )
+        entity, _ = pd.factorize(frame["entity"], use_na_sentinel=True)
+        out[kind] = (
+            frame["account_id"].to_numpy(dtype=np.int64),
+            entity.astype(np.int64),
+            frame["t"].to_numpy(dtype=np.int64) * 1000,
+        )
+    return out
+
+
 def _register_coded(eng: Engine, name: str, table: pa.Table) -> None:
     """Register `table` as `name`, its account_id replaced by the account's integer code."""
     eng.register(f"raw_{name}", table)
@@ -1316,9 +1400,12 @@ def sql_features(
     policy: Policy | None = None,
     engine: Engine | None = None,
     families: Iterable[str] | None = None,
+    derive: Iterable[str] = (),
 ) -> pd.DataFrame:
     """The relational families' features of each (account_id, as_of) request, in request
-    order: columns account_id, as_of and the families' features (float64, NaN for NULL)."""
+    order: columns account_id, as_of and the families' features (float64, NaN for NULL).
+    `derive` names further `DERIVED` relations to materialise, for the caller to read from
+    `engine` afterwards (e.g. `graph_links`)."""
     policy = policy or Policy()
     own = engine is None
     eng: Engine = DuckDBEngine() if engine is None else engine
@@ -1345,7 +1432,13 @@ def sql_features(
         for name, frame in relations.items():
             eng.register(name, _relation(frame))
         reads: dict[str, list[str]] = {}
-        derived = [d for d in DERIVED if any(d in SQL_FAMILIES[f][2] for f in wanted)]
+        extra = set(derive)
+        unknown = sorted(extra - set(DERIVED))
+        if unknown:
+            raise SqlEngineError(f"unknown derived relations {unknown}; known: {list(DERIVED)}")
+        derived = [
+            d for d in DERIVED if d in extra or any(d in SQL_FAMILIES[f][2] for f in wanted)
+        ]
         sources = [SQL_FAMILIES[f][2] for f in wanted] + [DERIVED[d][1] for d in derived]
         for source in sources:
             for name, table_cols in source.items():

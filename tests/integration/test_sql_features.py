@@ -1,7 +1,9 @@
 """The relational feature engine (features/sql.py): DuckDB == numpy engine == Spark, point in time.
 
-Covers every family ported so far (`SQL_FEATURES`, 77 of the registry's 88 features: all but
-the organisation and graph families).
+Covers every relational family (`SQL_FEATURES`, 79 of the registry's 88 features: all but
+the organisation family and the graph's components) and the default engine as a whole
+(`features_at`: DuckDB plus the organisation family and the components on the links DuckDB
+extracts) against the numpy engine, all 88 features.
 
 Generated worlds of both scenarios, requests at several times per account (the training
 pass's shape: one query for every as_of), compared feature by feature: floats to 1e-9
@@ -19,6 +21,7 @@ import pytest
 from exportguard.features.compute import features_at
 from exportguard.features.contract import read_tables
 from exportguard.features.policy import Policy
+from exportguard.features.registry import FEATURE_NAMES
 from exportguard.features.sql import (
     SQL_FEATURES,
     DuckDBEngine,
@@ -52,9 +55,9 @@ def _requests(tables: RawTables, horizon: pd.Timestamp) -> pd.DataFrame:
     return req.loc[created < req["as_of"].to_numpy()].reset_index(drop=True)
 
 
-def assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+def assert_same(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, ...] = SQL_FEATURES) -> None:
     assert list(a["account_id"]) == list(b["account_id"])
-    for name in SQL_FEATURES:
+    for name in names:
         x, y = a[name].to_numpy(np.float64), b[name].to_numpy(np.float64)
         assert np.array_equal(np.isnan(x), np.isnan(y)), f"{name}: NaN in different rows"
         ok = np.isnan(x) | np.isclose(x, y, rtol=1e-9, atol=1e-12)
@@ -71,11 +74,13 @@ def test_duckdb_equals_the_numpy_engine_at_every_time(
     tables, horizon = _world(tmp_path, scenario, seed)
     requests = _requests(tables, horizon)
     assert requests["as_of"].nunique() == 4 and len(requests) > 600
-    numpy_engine = features_at(tables, requests)
+    numpy_engine = features_at(tables, requests, engine="numpy")
     relational = sql_features(tables, requests)
     assert_same(numpy_engine, relational)
+    assert_same(numpy_engine, features_at(tables, requests), FEATURE_NAMES)
     assert (relational["as_of"].to_numpy() == requests["as_of"].to_numpy()).all()
-    # the worlds exercise the features: some traffic in restricted and intermediary places
+    # the worlds exercise the features: some traffic in restricted and intermediary places,
+    # shared devices and instruments, linked components
     assert relational["restricted_traffic_share_all"].gt(0).any()
     assert relational["intermediary_traffic_share_30d"].gt(0).any()
     assert relational["traffic_country_entropy_30d"].gt(0).any()
@@ -92,6 +97,9 @@ def test_duckdb_equals_the_numpy_engine_at_every_time(
     assert relational["prepaid_crypto_amount_share"].gt(0).any()
     assert relational["issuer_country_mismatch_share"].gt(0).any()
     assert relational["token_growth_30d"].notna().any() and relational["api_keys_30d"].gt(1).any()
+    assert relational["shared_device_accounts"].gt(0).any()
+    assert relational["shared_instrument_accounts"].gt(0).any()
+    assert numpy_engine["linked_component_size"].gt(0).any()
 
 
 def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
@@ -101,6 +109,7 @@ def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
     requests = pd.DataFrame({"account_id": acc["account_id"], "as_of": as_of})
     assert len(requests) > 100
     before = sql_features(tables, requests)
+    before_all = features_at(tables, requests)
     u = tables.api_usage
     later = u.loc[u["hour"] < as_of].sample(500, random_state=0, replace=True).copy()
     later["hour"] = as_of + pd.to_timedelta(np.arange(len(later)) % 200, unit="h")  # at as_of on
@@ -118,12 +127,16 @@ def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
     login_later["network_type"] = "vpn_proxy"
     login_later["browser_language"] = "zh-CN"
     login_later["browser_tz_offset_min"] = 480
+    # devices and prefixes passed to other accounts from as_of on: links that must not count
+    login_later["device_id"] = np.roll(login_later["device_id"].to_numpy(), 7)
+    later["ip_prefix"] = np.roll(later["ip_prefix"].to_numpy(), 7)
     grown = tables.with_tables(
         api_usage=pd.concat([u, later], ignore_index=True),
         payments=pd.concat([p, paid_later], ignore_index=True),
         logins=pd.concat([lg, login_later], ignore_index=True),
     )
     assert_same(before, sql_features(grown, requests))
+    assert_same(before_all, features_at(grown, requests), FEATURE_NAMES)
     login_earlier = login_later.assign(login_at=as_of - pd.Timedelta(hours=1))
     moved = sql_features(tables.with_tables(logins=pd.concat([lg, login_earlier])), requests)
     assert (moved["login_anonymised_share_90d"] > before["login_anonymised_share_90d"]).any()
@@ -154,7 +167,8 @@ def test_rare_red_flags_match_the_numpy_engine(tmp_path: Path) -> None:
     acc.loc[rng.random(len(acc)) < 0.05, "declared_country"] = None
     odd = tables.with_tables(api_usage=u, payments=p, accounts=acc)
     requests = _requests(odd, horizon)
-    numpy_engine, relational = features_at(odd, requests), sql_features(odd, requests)
+    numpy_engine = features_at(odd, requests, engine="numpy")
+    relational = sql_features(odd, requests)
     assert_same(numpy_engine, relational)
     assert relational["restricted_operator_traffic_share_90d"].gt(0).any()
     assert relational["round_amount_payment_share"].gt(0).any()
@@ -189,7 +203,7 @@ def test_policy_enters_as_data(tmp_path: Path) -> None:
     wide, narrow = widened["restricted_traffic_share_all"], base["restricted_traffic_share_all"]
     assert wide.isna().equals(narrow.isna()) and (wide.fillna(0) >= narrow.fillna(0)).all()
     assert (wide > narrow).any()
-    assert_same(features_at(tables, requests, wider), widened)
+    assert_same(features_at(tables, requests, wider, engine="numpy"), widened)
 
 
 def test_bad_requests_are_refused_with_their_reason(tmp_path: Path) -> None:
