@@ -53,8 +53,14 @@ def _batch(args: argparse.Namespace) -> int:
     bundle = checked_bundle(config.model)  # hashes and feature spec, before any work
     if args.data is not None:
         policy = model_policy(bundle, args.params)
+        engine = "duckdb"
+        if config.engine == "spark":
+            from exportguard.batch.spark import spark_session
+
+            spark_session(config.spark_master)  # the session the feature engine then uses
+            engine = "spark"
         features, as_of, fingerprint = features_from_data(
-            args.data, as_of, policy, args.out, config.chunk_rows
+            args.data, as_of, policy, args.out, config.chunk_rows, engine
         )
         manifest = run_batch(features, config, as_of, fingerprint, source=str(args.data))
     else:
@@ -105,7 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", type=Path, default=Path("models/champion"), metavar="PATH", help="model bundle"
     )
-    p.add_argument("--engine", choices=("local", "spark"), default="local")
+    p.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local (default): features (with --data) by DuckDB, scoring in this process; "
+        "spark: features (with --data) and scoring (mapInPandas) in Spark",
+    )
     p.add_argument(
         "--chunk-rows",
         type=_positive_int,

@@ -1,8 +1,9 @@
 """The two ends of a batch run outside scoring: features from raw data, and the online snapshot.
 
-`--data DIR` computes point-in-time features once into the output's staging area (cached
-by a digest of the data, the as-of time and the policy, so a resumed run does not
-recompute them) and the run then streams that table like any `--features FILE`. After a
+`--data DIR` computes point-in-time features once into the output's staging area (by the
+DuckDB feature engine, or in Spark under `--engine spark`; cached by a digest of the data,
+the as-of time and the policy, so a resumed run does not recompute them) and the run then
+streams that table like any `--features FILE`. After a
 commit, the scored accounts' feature rows become the feature snapshot that the online
 service's `/score_accounts` looks up. `write_snapshot` takes a whole frame, so this step
 holds the feature table (not the scores) in memory once.
@@ -53,8 +54,11 @@ def features_from_data(
     policy: Policy,
     out: Path,
     chunk_rows: int,
+    engine: str = "duckdb",
 ) -> tuple[Path, pd.Timestamp, str]:
-    """Feature table of `data_dir` as of T (cached under OUT/_staging); its path, T and digest."""
+    """Feature table of `data_dir` as of T (cached under OUT/_staging); its path, T and digest.
+    `engine` is the feature engine (`features.compute.ENGINES`); every engine gives the same
+    table, so the cache does not depend on it."""
     from exportguard.features.contract import read_tables
 
     tables = report = None
@@ -80,11 +84,15 @@ def features_from_data(
 
     if tables is None:
         tables, report = read_tables(data_dir)
-    frame = account_features(tables, pd.Timestamp(as_of), policy)
+    frame = account_features(tables, pd.Timestamp(as_of), policy, engine=engine)
     frame = frame.assign(as_of=pd.Timestamp(as_of))
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    atomic_write(path, lambda fh: pq.write_table(table, fh, row_group_size=chunk_rows))
+    # timestamps in microseconds: Spark cannot read Parquet's nanosecond timestamps
+    atomic_write(
+        path,
+        lambda fh: pq.write_table(table, fh, row_group_size=chunk_rows, coerce_timestamps="us"),
+    )
     log.info("computed features of %d accounts as of %s into %s", len(frame), as_of, path)
     return path, pd.Timestamp(as_of), digest
 

@@ -10,9 +10,9 @@ snapshot; an organisation incorporated at or after as_of is unknown at as_of.
 Engines: `"duckdb"` (the default) runs the relational families (`features.sql`: 79 of the
 88 features, and the graph's links) in embedded DuckDB; the organisation family (per
 organisation: ownership chains, name screening) and the graph's components (union-find
-over the links) run on numpy beside it; `"numpy"` runs every family on numpy (vectorised,
-whole tables in memory: the reference the relational families are tested against); a
-`features.sql.SparkEngine` runs the relational families in Spark.
+over the links) run on numpy beside it; `"spark"` (or a `features.sql.SparkEngine`) runs the
+same relational families in Spark; `"numpy"` runs every family on numpy (vectorised, whole
+tables in memory: the reference the relational families are tested against).
 Both paths give the same features (tests/integration/test_sql_features.py).
 """
 
@@ -64,8 +64,9 @@ FAMILY_FUNCTIONS: tuple[FamilyFunction, ...] = (
 #: the families the relational engines do not compute: they run on numpy beside them
 NUMPY_ONLY: tuple[FamilyFunction, ...] = (org_features,)
 
-#: the engines a command can name (`--engine`)
-ENGINES = ("duckdb", "numpy")
+#: the engines a command can name (`--engine`); "spark" uses the active SparkSession, or a
+#: new one configured by spark-submit / SPARK_* (else local[*])
+ENGINES = ("duckdb", "numpy", "spark")
 
 EngineChoice = Union[str, "Engine"]
 
@@ -176,8 +177,16 @@ def _relational(
     and the graph's links for the components (answered on numpy: union-find)."""
     from exportguard.features.sql import SQL_FEATURES, DuckDBEngine, graph_links, sql_features
 
-    eng = DuckDBEngine() if engine == "duckdb" else engine
-    assert not isinstance(eng, str)
+    if engine == "spark":
+        from exportguard.batch.spark import spark_session
+        from exportguard.features.sql import SparkEngine
+
+        eng: Engine = SparkEngine(spark_session())
+    elif engine == "duckdb":
+        eng = DuckDBEngine()
+    else:
+        assert not isinstance(engine, str)
+        eng = engine
     requests = pd.DataFrame(
         {
             "account_id": tables.accounts["account_id"].to_numpy(dtype=object)[req_acc],

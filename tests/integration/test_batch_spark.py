@@ -66,3 +66,42 @@ def test_shipped_bundle_bytes_are_verified(tiny_bundle):
     tampered = {**files, "model.txt": files["model.txt"] + b"\n"}
     with pytest.raises(BundleError, match="does not match the driver's sha256"):
         scorer_from_bytes(tampered, expected)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_features_and_batch_from_raw_data_in_spark_equal_local(tiny_bundle, tmp_path):
+    """`features --engine spark` and `batch --engine spark --data` compute the features in
+    Spark and give what the local engine (DuckDB) gives."""
+    from exportguard.cli import main
+    from exportguard.synth.world import generate_world, write_world
+
+    world = generate_world(150, seed=5, days=40)
+    data = tmp_path / "data"
+    write_world(world, data, tmp_path / "truth.parquet")
+    as_of = "2026-10-01"
+    tables = {}
+    for engine in ("duckdb", "spark"):
+        out = tmp_path / f"features-{engine}.parquet"
+        args = ["features", "--data", str(data), "--as-of", as_of, "--out", str(out)]
+        assert main([*args, "--engine", engine]) == 0
+        tables[engine] = pd.read_parquet(out)
+    local, spark = tables["duckdb"], tables["spark"]
+    assert len(local) > 100 and list(local["account_id"]) == list(spark["account_id"])
+    for name in FEATURE_NAMES:
+        x, y = local[name].to_numpy(np.float64), spark[name].to_numpy(np.float64)
+        assert np.array_equal(np.isnan(x), np.isnan(y)), name
+        assert np.allclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True), name
+    assert (local["restricted_traffic_share_all"] > 0).any()
+
+    scored = {}
+    for engine in ("local", "spark"):
+        args = ["batch", "--data", str(data), "--as-of", as_of, "--out", str(tmp_path / engine)]
+        args += ["--model", str(tiny_bundle), "--engine", engine, "--no-snapshot"]
+        assert main(args) == 0
+        out = read_batch_output(tmp_path / engine)
+        scored[engine] = out.sort_values("account_id").reset_index(drop=True)
+    lo, so = scored["local"], scored["spark"]
+    assert list(lo["account_id"]) == list(so["account_id"]) and len(lo) == len(local)
+    np.testing.assert_allclose(lo["score"].to_numpy(), so["score"].to_numpy(), atol=1e-9)
+    assert (lo["band"] == so["band"]).all()
