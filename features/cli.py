@@ -104,9 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--engine",
         choices=ENGINES,
         default="duckdb",
-        help="duckdb (default): the relational families (79 of 88 features, the graph's "
-        "links) in embedded DuckDB, the organisation family and the graph's components on "
-        "numpy; spark: the same relational families in Spark; numpy: every family on numpy "
+        help="duckdb (default): the relational families (84 of 88 features, the graph's "
+        "links) in embedded DuckDB, effective ownership, name screening and the graph's "
+        "components on numpy; spark: the same relational families in Spark; numpy: every family on numpy "
         "(the reference implementation)",
     )
     p.add_argument(

@@ -20,12 +20,13 @@ follows the numpy engine: country codes trimmed and upper-cased, network types t
 lower-cased, a missing country is unknown (left out of country shares), a share of nothing
 is NULL (NaN).
 
-Relational (`SQL_FAMILIES`, 79 of the registry's 88 features): traffic geography of API
+Relational (`SQL_FAMILIES`, 84 of the registry's 88 features): traffic geography of API
 traffic, logins and the account record; payments; reseller / volume; the added red flags;
 the network-mix, language-mix and rhythm profiles; language; time zone; lifecycle; the
-graph's shared devices and instruments. The graph's components are answered by union-find
-over the links these queries extract (`graph_links`), and the organisation family (chains
-of ownership, name screening, per organisation) runs on numpy beside them
+organisation's lookups and counts; the graph's shared devices and instruments. The graph's
+components are answered by union-find over the links these queries extract
+(`graph_links`); effective ownership (chains to a fixed point under the OFAC 50% rule) and
+name screening (fuzzy matching) run per organisation on numpy beside them
 (`features.compute`). Language tags are parsed in Python (`features.language`) on their
 distinct values only, and reach the queries as the `language_tags` table.
 """
@@ -1050,6 +1051,73 @@ SQL_FAMILIES: dict[str, tuple[str, tuple[str, ...], dict[str, tuple[str, ...]]]]
     ),
 }
 
+#: organisation (`features.org`), the parts that are lookups and counts: incorporation age
+#: at sign-up, registered in an intermediary jurisdiction, other organisations at the same
+#: registered address (known at as_of), the largest direct restricted stake, an organisation
+#: on a free e-mail domain. An organisation incorporated at or after as_of is unknown then.
+ORG = f"""
+WITH known AS (
+    SELECT r.req_id, r.as_of, a.created_at, o.org_id, o.incorporated_at,
+        upper(trim(o.registered_country)) AS country, o.registered_address
+    FROM requests AS r
+    JOIN accounts AS a ON a.account_id = r.account_id
+    JOIN organizations AS o ON o.org_id = a.org_id
+    WHERE o.incorporated_at IS NULL OR o.incorporated_at < r.as_of
+),
+address AS (
+    SELECT k.req_id, count(*) - 1 AS others
+    FROM known AS k
+    JOIN organizations AS o2
+        ON o2.registered_address = k.registered_address
+        AND (o2.incorporated_at IS NULL OR o2.incorporated_at < k.as_of)
+    GROUP BY k.req_id
+),
+direct AS (
+    SELECT
+        w.org_id,
+        max(CASE WHEN coalesce(pc.restricted, false)
+            THEN least(greatest(coalesce(w.ownership_pct, 0.0) / 100.0, 0.0), 1.0) ELSE 0.0 END)
+            AS stake
+    FROM ownership AS w
+    LEFT JOIN policy_countries AS pc ON pc.country = upper(trim(w.owner_country))
+    GROUP BY w.org_id
+)
+SELECT
+    r.req_id,
+    (epoch_us(k.created_at) - epoch_us(k.incorporated_at)) / {DAY_US}
+        AS incorporation_age_at_signup_days,
+    CASE WHEN k.req_id IS NOT NULL
+        THEN CASE WHEN coalesce(pc.intermediary, false) THEN 1.0 ELSE 0.0 END END
+        AS incorporated_in_intermediary,
+    CASE WHEN k.req_id IS NOT NULL THEN coalesce(ad.others, 0) END AS orgs_at_registered_address,
+    d.stake AS restricted_ownership_max_direct,
+    CASE WHEN lower(trim(a.account_type)) = 'organization'
+        AND lower(trim(a.email_domain)) IN (SELECT domain FROM policy_freemail)
+        THEN 1.0 ELSE 0.0 END AS freemail_organization
+FROM requests AS r
+JOIN accounts AS a ON a.account_id = r.account_id
+LEFT JOIN known AS k ON k.req_id = r.req_id
+LEFT JOIN policy_countries AS pc ON pc.country = k.country
+LEFT JOIN address AS ad ON ad.req_id = r.req_id
+LEFT JOIN direct AS d ON d.org_id = k.org_id
+"""
+
+SQL_FAMILIES["org"] = (
+    ORG,
+    (
+        "incorporation_age_at_signup_days",
+        "incorporated_in_intermediary",
+        "orgs_at_registered_address",
+        "restricted_ownership_max_direct",
+        "freemail_organization",
+    ),
+    {
+        "accounts": ("account_id", "org_id", "created_at", "account_type", "email_domain"),
+        "organizations": ("org_id", "incorporated_at", "registered_country", "registered_address"),
+        "ownership": ("org_id", "owner_country", "ownership_pct"),
+    },
+)
+
 #: graph links (`features.graph`): kind -> (table, entity column, time column)
 LINK_KINDS = {
     "device": ("logins", "device_id", "login_at"),
@@ -1215,6 +1283,13 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
             }
         ),
         "hours_of_day": pd.DataFrame({"hod": np.arange(24, dtype=np.int64)}),
+        "policy_freemail": pd.DataFrame(
+            {
+                "domain": pd.Series(
+                    sorted({d.lower() for d in policy.freemail_domains}), dtype=object
+                )
+            }
+        ),
     }
 
 
@@ -1299,7 +1374,7 @@ class SparkEngine:
         # Arrow arrives in batches of spark.sql.execution.arrow.maxRecordsPerBatch rows, one
         # partition each (227 for 2M rows); every query would scan them all again. Coalesced
         # to a few partitions per core and cached, each table is converted once (measured,
-        # 20k accounts, local[2]: the 79 features 106 s -> 68-93 s)
+        # 20k accounts, local[2]: 79 features 106 s -> 68-93 s)
         parts = 2 * self.spark.sparkContext.defaultParallelism
         frame = self.spark.createDataFrame(table).coalesce(parts).cache()
         frame.createOrReplaceTempView(name)
@@ -1388,6 +1463,23 @@ def _relation(frame: pd.DataFrame) -> pa.Table:
     )
 
 
+#: the optional tables' columns a family reads, typed: an absent table is an empty one, so
+#: its features are NULL (NaN) as in the numpy engine
+_OPTIONAL = {
+    "organizations": {
+        "org_id": pa.string(),
+        "incorporated_at": pa.timestamp("us"),
+        "registered_country": pa.string(),
+        "registered_address": pa.string(),
+    },
+    "ownership": {
+        "org_id": pa.string(),
+        "owner_country": pa.string(),
+        "ownership_pct": pa.float64(),
+    },
+}
+
+
 def _table(
     tables: RawTables, name: str, columns: Iterable[str], accounts: pd.Index | None = None
 ) -> pa.Table:
@@ -1395,6 +1487,8 @@ def _table(
     Spark's precision; account_id as the account's integer code when `accounts` is given);
     DuckDB scans it in place."""
     frame = tables.table(name)
+    if frame is None and name in _OPTIONAL:
+        return pa.table({c: pa.array([], type=_OPTIONAL[name][c]) for c in columns})
     if frame is None:
         raise SqlEngineError(f"table {name} is not loaded")
     arrays = {}

@@ -1,7 +1,7 @@
 """The relational feature engine (features/sql.py): DuckDB == numpy engine == Spark, point in time.
 
-Covers every relational family (`SQL_FEATURES`, 79 of the registry's 88 features: all but
-the organisation family and the graph's components) and the default engine as a whole
+Covers every relational family (`SQL_FEATURES`, 84 of the registry's 88 features: all but
+effective ownership, name screening and the graph's components) and the default engine as a whole
 (`features_at`: DuckDB plus the organisation family and the components on the links DuckDB
 extracts) against the numpy engine, all 88 features.
 
@@ -97,6 +97,13 @@ def test_duckdb_equals_the_numpy_engine_at_every_time(
     assert relational["prepaid_crypto_amount_share"].gt(0).any()
     assert relational["issuer_country_mismatch_share"].gt(0).any()
     assert relational["token_growth_30d"].notna().any() and relational["api_keys_30d"].gt(1).any()
+    for name in (
+        "incorporated_in_intermediary",
+        "restricted_ownership_max_direct",
+        "freemail_organization",
+        "incorporation_age_at_signup_days",
+    ):
+        assert relational[name].gt(0).any(), name
     assert relational["shared_device_accounts"].gt(0).any()
     assert relational["shared_instrument_accounts"].gt(0).any()
     assert numpy_engine["linked_component_size"].gt(0).any()
@@ -165,14 +172,25 @@ def test_rare_red_flags_match_the_numpy_engine(tmp_path: Path) -> None:
     p.loc[rng.random(len(p)) < 0.3, "amount_usd"] = 150.0
     acc = tables.accounts.copy()
     acc.loc[rng.random(len(acc)) < 0.05, "declared_country"] = None
-    odd = tables.with_tables(api_usage=u, payments=p, accounts=acc)
+    orgs = tables.organizations.copy()  # registered agents: one address, many organisations
+    orgs.loc[orgs.index[1:8], "registered_address"] = orgs["registered_address"].iloc[0]
+    orgs.loc[orgs.index[2], "incorporated_at"] = horizon - pd.Timedelta(days=20)
+    orgs.loc[orgs.index[3], "incorporated_at"] = pd.NaT
+    odd = tables.with_tables(api_usage=u, payments=p, accounts=acc, organizations=orgs)
     requests = _requests(odd, horizon)
     numpy_engine = features_at(odd, requests, engine="numpy")
     relational = sql_features(odd, requests)
     assert_same(numpy_engine, relational)
     assert relational["restricted_operator_traffic_share_90d"].gt(0).any()
     assert relational["round_amount_payment_share"].gt(0).any()
+    assert relational["orgs_at_registered_address"].gt(1).any()
     assert relational["activity_tz_gap_hours"].isna().any()  # no declared country, no offset
+    # without the optional organisation tables the organisation features are NaN alike
+    bare = odd.with_tables(organizations=None, ownership=None)
+    bare_rel = sql_features(bare, requests)
+    assert_same(features_at(bare, requests, engine="numpy"), bare_rel)
+    assert bare_rel["orgs_at_registered_address"].isna().all()
+    assert bare_rel["freemail_organization"].notna().all()
 
 
 def test_features_are_bit_identical_in_any_query(tmp_path: Path) -> None:
