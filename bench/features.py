@@ -1,10 +1,10 @@
-"""Benchmark: point-in-time account features, DuckDB engine vs the numpy engine, against floors.
+"""Benchmark: point-in-time account features (DuckDB, Spark) against floors measured alike.
 
 Run by hand, never in CI:
 
     .venv/bin/python bench/features.py --accounts 100000            # also runs 25000
     .venv/bin/python bench/features.py --accounts 100000 --compare-accounts 0 --world DIR
-    .venv/bin/python bench/features.py --accounts 20000 --kinds floor,duckdb,numpy --repeats 1
+    .venv/bin/python bench/features.py --accounts 20000 --kinds floor,duckdb --repeats 1
 
 For each world size a synthetic world is generated (exportguard.synth.generate_world) and
 written as Parquet to a temporary directory (or to/from `--world DIR`, kept for later runs).
@@ -14,19 +14,20 @@ the child plus, for Spark, the peak RSS (VmHWM) of each of its live descendants 
 * floor        - read the tables (pd.read_parquet) + one groupby-sum of api_usage tokens by
                  account: the least a per-account feature job on pandas must do;
 * duck_floor   - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
-* numpy        - the same reads, then `account_features(engine="numpy")` as of the end;
-* duckdb       - the same reads, then `account_features()` (the default: DuckDB for the
-                 relational families, numpy for organisation and graph) as of the end;
+* duckdb       - the same reads, then `account_features()` (DuckDB, with ownership chains,
+                 name screening and graph components beside it) as of the end;
 * contract     - `contract.read_tables` (read + coerce + validate) then `account_features`,
                  i.e. what `exportguard features` does;
-* train_numpy / train_duckdb - the training pass: `training.dataset.example_requests` (every
-                 label at its own decision time plus the presumed negatives, default params)
-                 then `features_at` on both engines;
+* train_duckdb - the training pass: `training.dataset.example_requests` (every label at
+                 its own decision time plus the presumed negatives, default params) then
+                 `features_at`;
 * spark_sql    - the relational families on Spark local[*] (`features.sql.SparkEngine`;
                  SparkSession start-up timed separately), vs duckdb_sql, the same families
                  on DuckDB.
 
-Reported: wall time (median of --repeats), peak RSS, and ratios to the floor.
+Reported: wall time (median of --repeats), peak RSS, and ratios to the floor. The former
+numpy engine's figures (kinds numpy, train_numpy) were measured with this script at commit
+c5101f8, before its removal; they are in the closing note of issue 14.
 """
 
 from __future__ import annotations
@@ -79,15 +80,13 @@ def _as_of(data: Path):
 KINDS = (
     "floor",
     "duck_floor",
-    "numpy",
     "duckdb",
     "contract",
-    "train_numpy",
     "train_duckdb",
     "duckdb_sql",
     "spark_sql",
 )
-DEFAULT_KINDS = ("floor", "duck_floor", "numpy", "duckdb", "train_numpy", "train_duckdb")
+DEFAULT_KINDS = ("floor", "duck_floor", "duckdb", "contract", "train_duckdb")
 
 
 def _descendants_hwm_mib() -> float:
@@ -147,14 +146,13 @@ def measure(kind: str, data: Path) -> dict:
         tables = _read_raw(data)
     t1 = time.perf_counter()
     start = 0.0
-    if kind in ("numpy", "duckdb", "contract"):
-        engine = "numpy" if kind == "numpy" else "duckdb"
-        out = len(account_features(tables, as_of, engine=engine))
-    elif kind in ("train_numpy", "train_duckdb"):
+    if kind in ("duckdb", "contract"):
+        out = len(account_features(tables, as_of))
+    elif kind == "train_duckdb":
         requests = example_requests(tables, as_of, ExamplesParams())
         keys = requests.loc[:, ["account_id", "as_of"]].drop_duplicates(ignore_index=True)
         t1 = time.perf_counter()  # the requests are not the feature pass
-        out = len(features_at(tables, keys, engine=kind.removeprefix("train_")))
+        out = len(features_at(tables, keys))
     else:
         from exportguard.features.sql import DuckDBEngine, SparkEngine, sql_features
 
@@ -254,8 +252,7 @@ def _report(results: list[dict]) -> None:
                 f"{res['accounts']:8,}  {res['api_usage_rows']:10,}  {kind:12s} {m['seconds']:8.2f}"
                 f"  {split}  {x_wall}  {m['peak_rss_mib']:8.0f}  {x_rss}"
             )
-        pairs = (("numpy", "duckdb"), ("train_numpy", "train_duckdb"), ("duckdb_sql", "spark_sql"))
-        for base, new in pairs:
+        for base, new in (("duckdb_sql", "spark_sql"),):
             if base in res and new in res:
                 print(
                     f"  {new} vs {base}: wall x{res[base]['seconds'] / res[new]['seconds']:.2f} "
@@ -264,7 +261,7 @@ def _report(results: list[dict]) -> None:
     if len(results) > 1:
         small, big = sorted(results, key=lambda r: r["accounts"])[:: len(results) - 1]
         growth = big["api_usage_rows"] / small["api_usage_rows"]
-        for kind in ("numpy", "duckdb"):
+        for kind in ("duckdb", "contract"):
             if kind in small and kind in big:
                 print(
                     f"from {small['accounts']:,} to {big['accounts']:,} accounts: api_usage rows "

@@ -9,7 +9,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 #: as features.compute.ENGINES (not imported here: `--help` stays fast)
-ENGINES = ("duckdb", "numpy", "spark")
+ENGINES = ("duckdb", "spark")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -104,10 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--engine",
         choices=ENGINES,
         default="duckdb",
-        help="duckdb (default): the relational families (84 of 88 features, the graph's "
-        "links) in embedded DuckDB, effective ownership, name screening and the graph's "
-        "components on numpy; spark: the same relational families in Spark; numpy: every family on numpy "
-        "(the reference implementation)",
+        help="duckdb (default): the feature queries (84 of 88 features, the graph's links) "
+        "in embedded DuckDB; spark: the same queries in Spark; either way effective "
+        "ownership, name screening and the graph's components run on numpy beside them",
     )
     p.add_argument(
         "--spark-master",

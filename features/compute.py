@@ -8,12 +8,11 @@ time. Ownership and restricted_entities carry no dates and are used as the curre
 snapshot; an organisation incorporated at or after as_of is unknown at as_of.
 
 Engines: `"duckdb"` (the default) runs the relational families (`features.sql`: 84 of the
-88 features, and the graph's links) in embedded DuckDB; effective ownership and name
-screening (`ORG_NUMPY_ONLY`: per organisation, small) and the graph's components
-(union-find over the links) run on numpy beside it; `"spark"` (or a `features.sql.SparkEngine`) runs the
-same relational families in Spark; `"numpy"` runs every family on numpy (vectorised, whole
-tables in memory: the reference the relational families are tested against).
-All give the same features (tests/integration/test_sql_features.py).
+88 features, and the graph's links) in embedded DuckDB; `"spark"` (or a
+`features.sql.SparkEngine`) runs the same queries in Spark. Effective ownership and name
+screening (`features.org`: per organisation, small) and the graph's components (union-find
+over the links the queries extract, `features.graph`) run on numpy beside either. Both
+engines give the same features (tests/integration/test_sql_features.py).
 """
 
 from __future__ import annotations
@@ -26,19 +25,11 @@ import numpy as np
 import pandas as pd
 
 from exportguard.features.context import Context, index_codes, timestamp_ns, to_ns
-from exportguard.features.flags import flag_features
-from exportguard.features.geo import geo_features
-from exportguard.features.graph import component_features, graph_features
-from exportguard.features.language import language_features
-from exportguard.features.lifecycle import lifecycle_features
-from exportguard.features.org import org_features
-from exportguard.features.payments import payment_features
+from exportguard.features.graph import component_features
+from exportguard.features.org import org_chain_features
 from exportguard.features.policy import Policy
-from exportguard.features.profile import profile_features
 from exportguard.features.registry import FEATURE_NAMES
-from exportguard.features.reseller import reseller_features
 from exportguard.features.tables import RawTables
-from exportguard.features.timing import timing_features
 
 if TYPE_CHECKING:
     from exportguard.features.graph import Links
@@ -48,36 +39,9 @@ log = logging.getLogger(__name__)
 
 FamilyFunction = Callable[[Context], dict[str, np.ndarray]]
 
-FAMILY_FUNCTIONS: tuple[FamilyFunction, ...] = (
-    geo_features,
-    timing_features,
-    language_features,
-    reseller_features,
-    payment_features,
-    org_features,
-    graph_features,
-    lifecycle_features,
-    profile_features,
-    flag_features,
-)
-
-#: the organisation features the relational engines do not compute (ownership chains to a
-#: fixed point under the OFAC 50% rule, fuzzy name screening; per organisation, small)
-ORG_NUMPY_ONLY = ("restricted_ownership_effective", "restricted_entity_name_similarity")
-
-
-def org_chain_features(ctx: Context) -> dict[str, np.ndarray]:
-    """The organisation family's `ORG_NUMPY_ONLY` features (beside a relational engine)."""
-    part = org_features(ctx)
-    return {name: part[name] for name in ORG_NUMPY_ONLY}
-
-
-#: the families the relational engines do not compute: they run on numpy beside them
-NUMPY_ONLY: tuple[FamilyFunction, ...] = (org_chain_features,)
-
 #: the engines a command can name (`--engine`); "spark" uses the active SparkSession, or a
 #: new one configured by spark-submit / SPARK_* (else local[*])
-ENGINES = ("duckdb", "numpy", "spark")
+ENGINES = ("duckdb", "spark")
 
 EngineChoice = Union[str, "Engine"]
 
@@ -156,17 +120,15 @@ def _compute(
         raise ValueError(f"unknown feature engine {engine!r}; choose one of {list(ENGINES)}")
     ctx = Context(tables, req_acc, req_asof, policy, max_prefix_accounts)
     values: dict[str, np.ndarray] = {}
-    families: list[FamilyFunction]
-    if engine == "numpy":
-        families = list(FAMILY_FUNCTIONS)
-    else:
-        relational, links = _relational(tables, req_acc, req_asof, policy, engine)
-        values.update(relational)
+    relational, links = _relational(tables, req_acc, req_asof, policy, engine)
+    values.update(relational)
 
-        def components(ctx: Context) -> dict[str, np.ndarray]:
-            return component_features(ctx, links)
+    def components(ctx: Context) -> dict[str, np.ndarray]:
+        return component_features(ctx, links)
 
-        families = [*NUMPY_ONLY, components]
+    # what is not relational: per organisation (chains of ownership, name screening) and
+    # union-find over the graph's links
+    families: list[FamilyFunction] = [org_chain_features, components]
     for family in families:
         part = family(ctx)
         clash = set(part) & set(values)

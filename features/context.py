@@ -1,19 +1,12 @@
-"""One feature computation's shared state: integer codes of the raw tables and request joins.
-
-Every family works on the same encoding: strings become integer codes once (countries in
-one shared vocabulary so that an IP country can be compared with a declared country),
-timestamps become int64 nanoseconds, and each dated table is joined to the *requests*
-(account, as_of) by account code, keeping only rows dated strictly before the request's
-as_of. Aggregates are then `np.bincount` over the request index: one vectorised pass for
-any mix of accounts and times, no per-account Python loop.
+"""The state of the parts computed beside the relational engine (`features.org`,
+`features.graph`): requests as account positions and int64 nanoseconds, strings as integer
+codes (countries in one shared vocabulary), computed once per feature computation.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -87,31 +80,6 @@ class Vocab:
         return list(self._index)
 
 
-@dataclass(frozen=True)
-class Joined:
-    """Event rows paired with requests: request index, event row index, as_of - time (ns)."""
-
-    req: np.ndarray
-    rows: np.ndarray
-    age: np.ndarray
-
-    def where(self, mask: np.ndarray) -> Joined:
-        return Joined(self.req[mask], self.rows[mask], self.age[mask])
-
-    def within(self, ns: int) -> Joined:
-        """Rows inside the trailing window [as_of - ns, as_of)."""
-        return self.where(self.age <= ns)
-
-
-def account_codes(table: str, values: pd.Series, index: pd.Index) -> np.ndarray:
-    """Account positions of a table's rows; rows naming an unknown account are counted."""
-    codes = index_codes(values, index)
-    unknown = int((codes < 0).sum())
-    if unknown:
-        log.warning("%s: %d row(s) name an account not in accounts; not used", table, unknown)
-    return codes
-
-
 def index_codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Position of each value in `index` (-1 = unknown or missing), hashing each distinct once."""
     codes, uniques = factorize(values)
@@ -139,7 +107,7 @@ class SortedGroups:
 
 
 class Context:
-    """Requests, accounts and lazily encoded tables for one feature computation."""
+    """Requests and accounts of one feature computation, and codes of its tables' columns."""
 
     def __init__(
         self,
@@ -161,124 +129,6 @@ class Context:
         self.account_ids = pd.Index(acc["account_id"])
         self.n_acc = len(acc)
         self.created = to_ns(acc["created_at"])
-        self.declared = self.vocab.encode(acc["declared_country"])
-        self.billing = self.vocab.encode(acc["billing_country"])
-        self.signup_country = self.vocab.encode(acc["signup_ip_country"])
-        # requests grouped by account, for expanding event rows to requests
-        self.req_order = np.argsort(req_acc, kind="stable")
-        self.req_count = np.bincount(req_acc, minlength=self.n_acc)
-        self.req_start = np.cumsum(self.req_count) - self.req_count
-        self.acc_max_asof = np.full(self.n_acc, NAT, dtype=np.int64)
-        np.maximum.at(self.acc_max_asof, req_acc, req_asof)
-
-    # --- helpers ---------------------------------------------------------------------------
-    def restricted(self) -> np.ndarray:
-        return self.vocab.mask(self.policy.restricted_countries)
-
-    def intermediary(self) -> np.ndarray:
-        return self.vocab.mask(self.policy.intermediary_countries)
-
-    def offsets(self) -> np.ndarray:
-        """UTC offset (hours) of each vocabulary country from policy; NaN where unknown."""
-        for k in self.policy.utc_offsets:
-            self.vocab.code(k)
-        out = np.full(len(self.vocab) + 1, np.nan)
-        for k, off in self.policy.utc_offsets.items():
-            out[self.vocab.code(k)] = off
-        return out
-
-    def join(self, ev_acc: np.ndarray, ev_time: np.ndarray) -> Joined:
-        """Pair each event with every request of its account whose as_of is after the event."""
-        ok = (ev_acc >= 0) & (ev_time != NAT)
-        ok[ok] = ev_time[ok] < self.acc_max_asof[ev_acc[ok]]
-        rows = np.flatnonzero(ok)
-        acc = ev_acc[rows]
-        k = self.req_count[acc]
-        if self.n_req == 0 or k.max(initial=0) <= 1:
-            req = self.req_order[self.req_start[acc]]
-        else:
-            rows = np.repeat(rows, k)
-            first = np.repeat(self.req_start[acc], k)
-            offset = np.arange(len(rows)) - np.repeat(np.cumsum(k) - k, k)
-            req = self.req_order[first + offset]
-        age = self.req_asof[req] - ev_time[rows]
-        keep = age > 0
-        return Joined(req[keep], rows[keep], age[keep])
-
-    # --- encoded tables (computed on first use, shared by families) --------------------------
-    @cached_property
-    def usage(self) -> dict[str, np.ndarray]:
-        u = self.tables.api_usage
-        return {
-            "acc": account_codes("api_usage", u["account_id"], self.account_ids),
-            "time": to_ns(u["hour"]),
-            "country": self.vocab.encode(u["ip_country"]),
-            "requests": floats(u["requests"]),
-            "tokens": floats(u["input_tokens"]) + floats(u["output_tokens"]),
-            "input_tokens": floats(u["input_tokens"]),
-            "end_users": floats(u["end_user_ids"]),
-        }
-
-    @cached_property
-    def usage_join(self) -> Joined:
-        return self.join(self.usage["acc"], self.usage["time"])
-
-    @cached_property
-    def hourly(self) -> dict[str, np.ndarray]:
-        """api_usage summed per (account, hour), sorted by account then hour; only rows dated
-        before the latest as_of asked for their account."""
-        u = self.usage
-        ok = (u["acc"] >= 0) & (u["time"] != NAT)
-        ok[ok] = u["time"][ok] < self.acc_max_asof[u["acc"][ok]]  # rows no request can use
-        ok = np.flatnonzero(ok)
-        hour_codes, hour_values = pd.factorize(u["time"][ok], sort=True)
-        n_hours = len(hour_values) + 1
-        key = u["acc"][ok] * n_hours + hour_codes
-        groups = SortedGroups(key)
-        uniq = groups.keys
-
-        def total(col: str) -> np.ndarray:
-            return groups.sum(u[col][ok])
-
-        return {
-            "acc": (uniq // n_hours).astype(np.int64),
-            "time": np.asarray(hour_values, dtype=np.int64)[uniq % n_hours],
-            "requests": total("requests"),
-            "tokens": total("tokens"),
-            "end_users": total("end_users"),
-        }
-
-    @cached_property
-    def hourly_join(self) -> Joined:
-        return self.join(self.hourly["acc"], self.hourly["time"])
-
-    @cached_property
-    def logins(self) -> dict[str, np.ndarray]:
-        lg = self.tables.logins
-        return {
-            "acc": account_codes("logins", lg["account_id"], self.account_ids),
-            "time": to_ns(lg["login_at"]),
-            "country": self.vocab.encode(lg["ip_country"]),
-            "tz_hours": floats(lg["browser_tz_offset_min"]) / 60.0,
-        }
-
-    @cached_property
-    def logins_join(self) -> Joined:
-        return self.join(self.logins["acc"], self.logins["time"])
-
-    @cached_property
-    def payments(self) -> dict[str, np.ndarray]:
-        p = self.tables.payments
-        return {
-            "acc": account_codes("payments", p["account_id"], self.account_ids),
-            "time": to_ns(p["paid_at"]),
-            "issuer": self.vocab.encode(p["issuer_country"]),
-            "amount": floats(p["amount_usd"]),
-        }
-
-    @cached_property
-    def payments_join(self) -> Joined:
-        return self.join(self.payments["acc"], self.payments["time"])
 
     def codes(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Factorized codes and uniques of a string column, computed once per computation."""
@@ -289,7 +139,3 @@ class Context:
                 raise KeyError(f"table {table} is not loaded")
             self._codes[key] = factorize(frame[column])
         return self._codes[key]
-
-    def req_attr(self, per_account: np.ndarray) -> np.ndarray:
-        """An account attribute broadcast to requests."""
-        return per_account[self.req_acc]

@@ -8,9 +8,10 @@ it is: cloud, NAT and mobile-carrier prefixes are shared by strangers. (With 25,
 VPN prefixes chained a quarter of a 100k world into one component.) Each link is dated by
 when both sides had used the shared thing, so a link formed at or after as_of never counts.
 
-Components (how many accounts are linked, how many of them were confirmed positive before
-as_of) are answered offline: requests sorted by time, links added in first-seen order with
-union-find, and a full rebuild (scipy connected components) whenever a prefix stops
+The links (first-seen account-entity pairs) and the shared device and instrument counts
+are SQL (`features.sql`); the components (how many accounts are linked, how many of them
+were confirmed positive before as_of) are answered here, offline: requests sorted by
+time, links added in first-seen order with union-find, and a full rebuild (scipy connected components) whenever a prefix stops
 counting or many links arrive at once. Entity nodes (devices, instruments, prefixes,
 addresses) sit in the graph as hubs, so no account-pair list is ever built.
 """
@@ -47,31 +48,6 @@ def first_seen(
     return p_acc[keep], p_ent[keep], p_time[keep]
 
 
-def shared_accounts(
-    ctx: Context, p_acc: np.ndarray, p_ent: np.ndarray, p_time: np.ndarray
-) -> np.ndarray:
-    """Distinct other accounts that used one of the request account's entities before as_of."""
-    n = ctx.n_req
-    if len(p_acc) == 0:
-        return np.zeros(n)
-    own = ctx.join(p_acc, p_time)
-    ent = p_ent[own.rows]
-    order = np.argsort(p_ent, kind="stable")
-    count = np.bincount(p_ent, minlength=int(p_ent.max()) + 1)
-    start = np.cumsum(count) - count
-    k = count[ent]
-    req = np.repeat(own.req, k)
-    offset = np.arange(len(req)) - np.repeat(np.cumsum(k) - k, k)
-    partner = order[np.repeat(start[ent], k) + offset]
-    other = p_acc[partner]
-    ok = (p_time[partner] < ctx.req_asof[req]) & (other != ctx.req_acc[req])
-    req, other = req[ok], other[ok]
-    if len(req) == 0:
-        return np.zeros(n)
-    uniq = pd.unique(req * (ctx.n_acc + 1) + other)
-    return np.bincount(uniq // (ctx.n_acc + 1), minlength=n).astype(np.float64)
-
-
 def _prefix_deaths(p_ent: np.ndarray, p_time: np.ndarray, cap: int) -> np.ndarray:
     """Per prefix: first-seen time of its (cap+1)-th account (it stops linking after it)."""
     n_ent = int(p_ent.max()) + 1 if len(p_ent) else 0
@@ -106,24 +82,10 @@ def _address_pairs(ctx: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 Links = tuple[np.ndarray, np.ndarray, np.ndarray]  # (account, entity, first seen ns)
 
 
-def link_sets(ctx: Context) -> dict[str, Links]:
-    """Device, instrument and prefix links of the accounts, from the numpy engine's tables."""
-    limit = int(ctx.req_asof.max(initial=NAT))
-    dev_codes, _ = ctx.codes("logins", "device_id")
-    ins_codes, _ = ctx.codes("payments", "instrument_id")
-    pre_codes, _ = ctx.codes("api_usage", "ip_prefix")
-    lg, pay, use = ctx.logins, ctx.payments, ctx.usage
-    return {
-        "device": first_seen(lg["acc"], dev_codes, lg["time"], limit),
-        "instrument": first_seen(pay["acc"], ins_codes, pay["time"], limit),
-        "prefix": first_seen(use["acc"], pre_codes, use["time"], limit),
-    }
-
-
 def component_features(ctx: Context, links: dict[str, Links]) -> dict[str, np.ndarray]:
     """Component size and confirmed positives linked, given the device, instrument and
-    prefix links (from `link_sets` or a relational engine); address links come from the
-    organisations, which are small."""
+    prefix links the relational engine extracts (`features.sql.graph_links`); address links
+    come from the organisations, which are small."""
     prefixes = links["prefix"]
     graph = OfflineComponents(ctx.n_acc)
     for kind, (p_acc, p_ent, p_time) in (
@@ -145,13 +107,3 @@ def component_features(ctx: Context, links: dict[str, Links]) -> dict[str, np.nd
 
     size, linked_pos = graph.answer(ctx.req_acc, ctx.req_asof, first_positive)
     return {"linked_component_size": size, "linked_confirmed_positives": linked_pos}
-
-
-def graph_features(ctx: Context) -> dict[str, np.ndarray]:
-    """Graph family, one value per request."""
-    links = link_sets(ctx)
-    return {
-        **component_features(ctx, links),
-        "shared_device_accounts": shared_accounts(ctx, *links["device"]),
-        "shared_instrument_accounts": shared_accounts(ctx, *links["instrument"]),
-    }

@@ -116,10 +116,3 @@ class OwnershipGraph:
             sel = has & (epoch == e)
             out[sel] = self.solve(known)[req_org[sel]]
         return out
-
-    def direct(self, req_org: np.ndarray) -> np.ndarray:
-        """Largest direct restricted stake per request (0 when none, NaN without rows)."""
-        out = np.full(len(req_org), np.nan)
-        has = req_org >= 0
-        out[has] = self.max_direct[req_org[has]]
-        return out

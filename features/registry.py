@@ -476,8 +476,12 @@ _LANGUAGE_WORDS = {
 
 
 def _distribution_features() -> tuple[Feature, ...]:
-    """The profile features of features/profile.py and the added red flags of features/flags.py."""
-    from exportguard.features.profile import LOGIN_NETWORK_TYPES, NETWORK_TYPES, PROFILE_LANGUAGES
+    """The profile features and the added red flags (defined in features/sql.py)."""
+    from exportguard.features.vocabulary import (
+        LOGIN_NETWORK_TYPES,
+        NETWORK_TYPES,
+        PROFILE_LANGUAGES,
+    )
 
     out = [
         Feature(

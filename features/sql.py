@@ -16,7 +16,7 @@ the graph's links). `DuckDBEngine` runs the text as written (embedded, multi-thr
 spills past its memory limit); `SparkEngine` runs the same text transpiled by sqlglot to
 Spark SQL. The point-in-time rule is in the join: a request sees only rows dated strictly
 before its as_of, and a trailing window of w days is [as_of - w, as_of). Normalisation
-follows the numpy engine: country codes trimmed and upper-cased, network types trimmed and
+as the contract reads: country codes trimmed and upper-cased, network types trimmed and
 lower-cased, a missing country is unknown (left out of country shares), a share of nothing
 is NULL (NaN).
 
@@ -27,7 +27,7 @@ organisation's lookups and counts; the graph's shared devices and instruments. T
 components are answered by union-find over the links these queries extract
 (`graph_links`); effective ownership (chains to a fixed point under the OFAC 50% rule) and
 name screening (fuzzy matching) run per organisation on numpy beside them
-(`features.compute`). Language tags are parsed in Python (`features.language`) on their
+(`features.compute`). Language tags are parsed in Python on their
 distinct values only, and reach the queries as the `language_tags` table.
 """
 
@@ -44,12 +44,17 @@ import pandas as pd
 import pyarrow as pa
 
 from exportguard.errors import ExportguardError
-from exportguard.features.geo import ANONYMISING, HOSTING
 from exportguard.features.language import primary_language, restricted_browser_tag
-from exportguard.features.lifecycle import RAMP_TOKENS
 from exportguard.features.policy import Policy
-from exportguard.features.profile import LOGIN_NETWORK_TYPES, NETWORK_TYPES, PROFILE_LANGUAGES
 from exportguard.features.tables import RawTables
+from exportguard.features.vocabulary import (
+    ANONYMISING,
+    HOSTING,
+    LOGIN_NETWORK_TYPES,
+    NETWORK_TYPES,
+    PROFILE_LANGUAGES,
+    RAMP_TOKENS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,14 @@ def _entropy(masses: str) -> str:
 
 
 #: api_usage traffic geography: shares of requests by where and through what they came
+#:
+#: Traffic geography: where API traffic and console logins come from, against the declared country.
+#:
+#: Red flags: traffic from unsupported regions, transshipment through intermediary
+#: jurisdictions, proxies and data-centre networks, a location that differs from the declared
+#: one (BIS 2024, FinCEN IP-address flag, providers' published enforcement). Shares are of
+#: requests; rows without a geolocated country are left out of country shares (unknown is not
+#: "elsewhere"), and a share with no traffic in its window is NaN.
 USAGE_GEO = (
     """
 WITH grouped AS (
@@ -162,7 +175,13 @@ LEFT JOIN entropy AS e ON e.req_id = r.req_id
 """
 )
 
-#: payments: who pays, from where, and how (the numpy engine's `features.payments`)
+#: payments: who pays, from where, and how
+#:
+#: Payments: who pays, from where, and how (BIS 2024 payer-location flag, FinCEN 2023).
+#:
+#: Shares are of payment attempts before as_of (all statuses), except the prepaid/crypto share,
+#: which is of the amount actually paid (attempts that did not fail). Issuer shares count only
+#: attempts with a known issuer country. No attempts -> NaN shares.
 PAYMENTS = """
 WITH joined AS (
     SELECT
@@ -224,7 +243,14 @@ FROM requests AS r
 LEFT JOIN sums AS s ON s.req_id = r.req_id
 """
 
-#: reseller / volume: keys, end users, round-the-clock traffic, growth (`features.reseller`)
+#: reseller / volume: keys, end users, round-the-clock traffic, growth
+#:
+#: Reseller / volume: many keys, many end users, round-the-clock traffic, fast growth.
+#:
+#: Red flags of unauthorised relay services ("transfer stations"): key pooling, undisclosed
+#: end users behind one account, flat 24x7 traffic from aggregated customers, traffic from
+#: many network prefixes. Counts are 0 when there was no traffic (nothing was used); ratios
+#: over no traffic are NaN.
 RESELLER = (
     """
 WITH joined AS (
@@ -317,8 +343,16 @@ def _business(hour_of_day: str, offset: str) -> str:
     return f"CASE WHEN {local} >= 9.0 AND {local} < 18.0 THEN 1.0 ELSE 0.0 END"
 
 
-#: time zone (`features.timing`): the 90-day profile of requests by UTC hour of day against
+#: time zone: the 90-day profile of requests by UTC hour of day against
 #: the declared country's offset, and the browser clocks of console logins
+#:
+#: Time zone: does the account's daily rhythm and browser clock fit its declared country?
+#:
+#: Red flag: relay services and remote operators work to another country's day (a UTC+8
+#: working rhythm behind a US or EU declaration). The activity profile is the last 90 days of
+#: requests by UTC hour of day. The expected offset of a country is policy (`utc_offsets`,
+#: one standard offset per country), so a tolerance of 2 hours absorbs daylight saving and
+#: the neighbouring zones of large countries.
 TIMING = f"""
 WITH declared AS (
     SELECT r.req_id, po.offset_h
@@ -428,8 +462,22 @@ LEFT JOIN login_sums AS l ON l.req_id = r.req_id
 """
 
 
-#: the red flags added after the first list (`features.flags`): operators, residential exits,
+#: the red flags added after the first list: operators, residential exits,
 #: anonymised logins, payment cadence, growth of keys and end users
+#:
+#: Red flags the first feature list missed (each in its domain family of the registry).
+#:
+#: - Traffic through networks of operators headquartered in restricted countries, by ASN
+#:   (policy `restricted_operator_asns`): a relay abroad still shows its home carrier's ASN
+#:   when the operator resells transit or roaming exits.
+#: - Residential and mobile exits in intermediary countries: residential-proxy relays put
+#:   their exits in Hong Kong or Singapore homes and phones, not data centres.
+#: - VPN, Tor or hosting at console login, as distinct from API traffic: a person hiding
+#:   where they sit, while the relay's API traffic may look clean.
+#: - Payment cadence and amounts: round amounts (whole multiples of 50 USD, top-ups bought
+#:   as vouchers) and the prepaid-card share by count of payments, not amount.
+#: - Growth of API keys and of end users: the last 30 days against the 30 days before,
+#:   log ratios (a relay onboarding customers adds keys and end users fast).
 FLAGS = """
 WITH grouped_90 AS (
     -- collapsed to distinct (country, network, ASN) per request first: the string work and
@@ -526,8 +574,23 @@ LEFT JOIN pay AS p ON p.req_id = r.req_id
 LEFT JOIN growth AS g ON g.req_id = r.req_id
 """
 
-#: distribution features (`features.profile`): network mix of API traffic and of logins,
+#: distribution features: network mix of API traffic and of logins,
 #: prompt-language mix, and the daily rhythm in the declared country's local time
+#:
+#: Distribution features: how an account's traffic is spread, so the model can find tells no
+#: rule names.
+#:
+#: Three families, each a profile over the last 90 days rather than a single red flag:
+#:
+#: - `network_mix`: the share of API requests, and of console logins, per `network_type`;
+#: - `language_mix`: the share of prompt traffic per primary language, for the languages that
+#:   carry most API traffic worldwide (PROFILE_LANGUAGES), restricted or not;
+#: - `rhythm`: the hour-of-day profile of requests in the declared country's local time
+#:   (night 00-06, work 09-18, evening 18-24 shares), its rhythm strength (the length of the
+#:   mean resultant vector of the 24-hour profile: 0 for flat round-the-clock traffic, near 1
+#:   for one tight daily burst) and the share of console logins at local night.
+#:
+#: Shares over no rows in the window are NaN (nothing to describe), never 0.
 PROFILE = (
     """
 WITH usage_90 AS (
@@ -653,8 +716,16 @@ LEFT JOIN login_sums AS l ON l.req_id = r.req_id
 )
 
 
-#: language (`features.language`): prompt languages of restricted regions in the last 30
+#: language: prompt languages of restricted regions in the last 30
 #: days, and where the declared country does not make them ordinary; browser languages
+#:
+#: Language: prompt and browser languages of restricted regions, relative to the declared country.
+#:
+#: A restricted-region language is only a weak flag where it is an ordinary local language
+#: (Chinese in Taiwan or Singapore), so the "unexpected" share counts it only where policy's
+#: `expected_languages` does not list the declared country. Prompt shares weight each hour by
+#: its input tokens times the dominant language's share (taken as 1 when not reported); hours
+#: without a dominant language are left out.
 LANGUAGE = """
 WITH usage_30 AS (
     SELECT
@@ -715,7 +786,7 @@ LEFT JOIN login_sums AS l ON l.req_id = r.req_id
 """
 
 
-#: traffic geography of console logins and of the account record (`features.geo`): logins
+#: traffic geography of console logins and of the account record: logins
 #: from restricted countries, console vs API country divergence (Jensen-Shannon, bits),
 #: the sign-up IP's country and the billing country against the declared one
 LOGIN_GEO = """
@@ -782,7 +853,12 @@ LEFT JOIN login_sums AS l ON l.req_id = r.req_id
 LEFT JOIN divergence AS d ON d.req_id = r.req_id
 """
 
-#: lifecycle (`features.lifecycle`): age, the ramp to 10M tokens, dormant-then-spike, status
+#: lifecycle: age, the ramp to 10M tokens, dormant-then-spike, status
+#:
+#: Lifecycle: young accounts, fast ramps, sleepers that wake up with a spike; declared status.
+#:
+#: Red flags: little business history (BIS), accounts bought or registered in bulk and kept
+#: dormant before use (providers' "hydra" reports), very fast ramps to high volume.
 LIFECYCLE = f"""
 WITH steps AS (
     -- each account's active hours in order, with the running token total and the time since
@@ -1239,7 +1315,7 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
     countries = sorted(restricted | intermediary)
     networks = sorted(set(HOSTING) | set(ANONYMISING))
     offset_of: dict[str, float] = {}
-    for key, off in policy.utc_offsets.items():  # as the numpy engine's vocabulary: first wins
+    for key, off in policy.utc_offsets.items():  # first wins, as in features.context.Vocab
         offset_of.setdefault(str(key).strip().upper(), float(off))
     offsets = sorted(offset_of)
     expected = sorted(
@@ -1296,7 +1372,7 @@ def policy_relations(policy: Policy) -> dict[str, pd.DataFrame]:
 def language_tags(tags: Iterable[object], policy: Policy) -> pd.DataFrame:
     """What each distinct language tag of the data means under `policy`: its primary language,
     its index among the profiled languages, restricted as a prompt language, restricted as a
-    browser language. The tags' parsing stays in Python (`features.language`), run on the
+    browser language. The tags' parsing stays in Python, run on the
     distinct values only, and reaches both engines as a small table."""
     values = sorted({str(t) for t in tags if t is not None and not pd.isna(t)})
     restricted_langs = set(policy.restricted_languages)
@@ -1464,7 +1540,7 @@ def _relation(frame: pd.DataFrame) -> pa.Table:
 
 
 #: the optional tables' columns a family reads, typed: an absent table is an empty one, so
-#: its features are NULL (NaN) as in the numpy engine
+#: its features are NULL (NaN), as for an account without an organisation
 _OPTIONAL = {
     "organizations": {
         "org_id": pa.string(),

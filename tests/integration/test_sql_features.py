@@ -1,13 +1,10 @@
-"""The relational feature engine (features/sql.py): DuckDB == numpy engine == Spark, point in time.
+"""The feature engine (features/sql.py + the parts beside it): every feature of every
+account at several times per account on both scenarios, point in time, policy as data,
+bit-identical in any query, DuckDB == Spark.
 
-Covers every relational family (`SQL_FEATURES`, 84 of the registry's 88 features: all but
-effective ownership, name screening and the graph's components) and the default engine as a whole
-(`features_at`: DuckDB plus the organisation family and the components on the links DuckDB
-extracts) against the numpy engine, all 88 features.
-
-Generated worlds of both scenarios, requests at several times per account (the training
-pass's shape: one query for every as_of), compared feature by feature: floats to 1e-9
-relative, NaN exactly where NaN.
+Before the numpy engine was removed, these worlds gave DuckDB == numpy for all 88 features
+(both scenarios, four as-of times; floats to 1e-9 relative, NaN exactly where NaN); the
+hand-computed values of tests/unit/test_features_values.py are now the reference.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from exportguard.features.compute import features_at
+from exportguard.features.compute import account_features, features_at
 from exportguard.features.contract import read_tables
 from exportguard.features.policy import Policy
 from exportguard.features.registry import FEATURE_NAMES
@@ -68,16 +65,20 @@ def assert_same(a: pd.DataFrame, b: pd.DataFrame, names: tuple[str, ...] = SQL_F
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scenario,seed", [("default", 3), ("hard", 4)])
-def test_duckdb_equals_the_numpy_engine_at_every_time(
+def test_the_training_pass_equals_one_pass_per_time(
     tmp_path: Path, scenario: str, seed: int
 ) -> None:
+    """Every as-of in one query (the training pass) == `account_features` at each time."""
     tables, horizon = _world(tmp_path, scenario, seed)
     requests = _requests(tables, horizon)
     assert requests["as_of"].nunique() == 4 and len(requests) > 600
-    numpy_engine = features_at(tables, requests, engine="numpy")
+    everything = features_at(tables, requests)
     relational = sql_features(tables, requests)
-    assert_same(numpy_engine, relational)
-    assert_same(numpy_engine, features_at(tables, requests), FEATURE_NAMES)
+    assert_same(everything, relational)
+    for as_of in requests["as_of"].unique():
+        at = everything.loc[everything["as_of"] == as_of].reset_index(drop=True)
+        one = account_features(tables, pd.Timestamp(as_of))
+        assert_same(at.sort_values("account_id").reset_index(drop=True), one, FEATURE_NAMES)
     assert (relational["as_of"].to_numpy() == requests["as_of"].to_numpy()).all()
     # the worlds exercise the features: some traffic in restricted and intermediary places,
     # shared devices and instruments, linked components
@@ -106,7 +107,7 @@ def test_duckdb_equals_the_numpy_engine_at_every_time(
         assert relational[name].gt(0).any(), name
     assert relational["shared_device_accounts"].gt(0).any()
     assert relational["shared_instrument_accounts"].gt(0).any()
-    assert numpy_engine["linked_component_size"].gt(0).any()
+    assert everything["linked_component_size"].gt(0).any()
 
 
 def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
@@ -159,9 +160,10 @@ def test_rows_at_or_after_as_of_change_nothing(tmp_path: Path) -> None:
     assert (moved["disputed_refunded_rate"] > before["disputed_refunded_rate"]).any()
 
 
-def test_rare_red_flags_match_the_numpy_engine(tmp_path: Path) -> None:
+def test_rare_red_flags(tmp_path: Path) -> None:
     """Flags the generated worlds seldom raise (restricted operators' ASNs, round amounts,
-    unlisted languages, accounts without a declared country) computed alike."""
+    unlisted languages, accounts without a declared country, registered-agent addresses,
+    absent organisation tables), checked against counts made here."""
     tables, horizon = _world(tmp_path, "hard", 9)
     rng = np.random.default_rng(0)
     u = tables.api_usage.copy()
@@ -178,18 +180,32 @@ def test_rare_red_flags_match_the_numpy_engine(tmp_path: Path) -> None:
     orgs.loc[orgs.index[3], "incorporated_at"] = pd.NaT
     odd = tables.with_tables(api_usage=u, payments=p, accounts=acc, organizations=orgs)
     requests = _requests(odd, horizon)
-    numpy_engine = features_at(odd, requests, engine="numpy")
     relational = sql_features(odd, requests)
-    assert_same(numpy_engine, relational)
     assert relational["restricted_operator_traffic_share_90d"].gt(0).any()
     assert relational["round_amount_payment_share"].gt(0).any()
-    assert relational["orgs_at_registered_address"].gt(1).any()
+    # organisations at the shared address known at each as_of, minus the account's own
+    acc_org = odd.accounts.set_index("account_id")["org_id"]
+    shared = orgs["registered_address"].iloc[0]
+    at_address = orgs.loc[orgs["registered_address"] == shared]
+    req_org = requests["account_id"].map(acc_org)
+    mine = req_org.isin(at_address["org_id"]).to_numpy()
+    inc = orgs.set_index("org_id")["incorporated_at"]
+    own_inc = req_org[mine].map(inc)
+    known_self = (own_inc.isna() | (own_inc < requests.loc[mine, "as_of"])).to_numpy()
+    expected = [
+        int((at_address["incorporated_at"].isna() | (at_address["incorporated_at"] < t)).sum()) - 1
+        for t in requests.loc[mine, "as_of"]
+    ]
+    got = relational.loc[mine, "orgs_at_registered_address"].to_numpy()
+    assert known_self.sum() > 3 and max(expected) > 1
+    assert np.array_equal(got[known_self], np.array(expected, dtype=float)[known_self])
+    assert np.isnan(got[~known_self]).all()  # incorporated at or after as_of: unknown
     assert relational["activity_tz_gap_hours"].isna().any()  # no declared country, no offset
     # without the optional organisation tables the organisation features are NaN alike
     bare = odd.with_tables(organizations=None, ownership=None)
-    bare_rel = sql_features(bare, requests)
-    assert_same(features_at(bare, requests, engine="numpy"), bare_rel)
-    assert bare_rel["orgs_at_registered_address"].isna().all()
+    bare_rel = features_at(bare, requests)
+    for name in ("orgs_at_registered_address", "restricted_ownership_effective"):
+        assert bare_rel[name].isna().all(), name
     assert bare_rel["freemail_organization"].notna().all()
 
 
@@ -221,7 +237,6 @@ def test_policy_enters_as_data(tmp_path: Path) -> None:
     wide, narrow = widened["restricted_traffic_share_all"], base["restricted_traffic_share_all"]
     assert wide.isna().equals(narrow.isna()) and (wide.fillna(0) >= narrow.fillna(0)).all()
     assert (wide > narrow).any()
-    assert_same(features_at(tables, requests, wider, engine="numpy"), widened)
 
 
 def test_bad_requests_are_refused_with_their_reason(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Hand-computed feature values on the tiny world (tests/tiny_world.py) as of T = 2026-03-01,
-on both feature engines (DuckDB with the numpy-only families, and numpy alone)."""
+on both feature engines (DuckDB, and Spark in local mode)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from tiny_world import T, tiny_world
 from exportguard.features.compute import account_features
 
 
-@pytest.fixture(scope="module", params=["duckdb", "numpy"])
+@pytest.fixture(
+    scope="module",
+    params=["duckdb", pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.slow])],
+)
 def engine(request: pytest.FixtureRequest) -> str:
     """Every hand-computed value is checked on both engines."""
+    if request.param == "spark":
+        pytest.importorskip("pyspark")
     return str(request.param)
 
 
