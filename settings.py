@@ -21,12 +21,15 @@ naming the variable and what is expected; a secret (API tokens) is never echoed.
 | EXPORTGUARD_REVIEW_DB | sqlite:///data/review.db | review |
 | EXPORTGUARD_REVIEW_USERS | review-users.yaml | review (users, roles, argon2 hashes) |
 | EXPORTGUARD_REVIEW_SECRET | (random per process) | review (signs session cookies) |
+| EXPORTGUARD_DUCKDB_MEMORY_LIMIT | DuckDB's (80% of RAM) | features (DuckDB spills past it) |
+| EXPORTGUARD_DUCKDB_THREADS | DuckDB's (all cores) | features |
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -93,6 +96,8 @@ class Settings(BaseSettings):
     review_db: SecretStr = SecretStr("sqlite:///data/review.db")  # a URL may hold a password
     review_users: Path = Path("review-users.yaml")
     review_secret: SecretStr = SecretStr("")
+    duckdb_memory_limit: str | None = None
+    duckdb_threads: int | None = None
 
     @field_validator("audit_sync", mode="before")
     @classmethod
@@ -127,6 +132,30 @@ class Settings(BaseSettings):
         if not 1 <= int(value) <= 100_000:
             raise ValueError(f"{var}={value} must be between 1 and 100000")
         return int(value)
+
+    @field_validator("duckdb_memory_limit", mode="before")
+    @classmethod
+    def _memory_limit(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", text, re.IGNORECASE):
+            raise ValueError(
+                f"{env_name('duckdb_memory_limit')}={text!r}: expected an amount of memory such "
+                "as 4GB or 512MiB"
+            )
+        return text
+
+    @field_validator("duckdb_threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        var = env_name("duckdb_threads")
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 1024:
+            raise ValueError(f"{var}={text!r}: expected a whole number of threads from 1 to 1024")
+        return int(text)
 
     @field_validator("balance_connections", mode="before")
     @classmethod

@@ -156,7 +156,12 @@ def _relational(
 
         eng: Engine = SparkEngine(spark_session())
     elif engine == "duckdb":
-        eng = DuckDBEngine()
+        from exportguard.settings import Settings
+
+        settings = Settings.from_env()  # EXPORTGUARD_DUCKDB_MEMORY_LIMIT, _THREADS
+        eng = DuckDBEngine(
+            threads=settings.duckdb_threads, memory_limit=settings.duckdb_memory_limit
+        )
     else:
         assert not isinstance(engine, str)
         eng = engine

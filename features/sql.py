@@ -1410,10 +1410,11 @@ class DuckDBEngine:
                 "the DuckDB feature engine needs duckdb (pip install 'exportguard[features]')"
             ) from None
         self.con = duckdb.connect(":memory:")
+        # each SET is fetched to its end: DuckDB refuses other work while a result is open
         if self.threads is not None:
-            self.con.execute(f"SET threads = {int(self.threads)}")
+            self.con.execute(f"SET threads = {int(self.threads)}").fetchall()
         if self.memory_limit is not None:
-            self.con.execute("SET memory_limit = ?", [self.memory_limit])
+            self.con.execute("SET memory_limit = ?", [self.memory_limit]).fetchall()
 
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)

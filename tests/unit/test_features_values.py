@@ -258,3 +258,28 @@ def test_prompt_language_mix(feats, engine):
     quiet = account_features(world.with_tables(api_usage=usage), T, engine=engine)
     quiet = quiet.set_index("account_id")
     check(quiet, "A1", {"prompt_language_zh_share_90d": 1.0, "prompt_language_en_share_90d": 0.0})
+
+
+def test_duckdb_limits_come_from_the_environment(monkeypatch):
+    """EXPORTGUARD_DUCKDB_MEMORY_LIMIT / _THREADS reach the engine; the features do not move."""
+    from exportguard.features.sql import DuckDBEngine
+
+    seen = []
+    real = DuckDBEngine.__post_init__
+
+    def record(self):
+        real(self)
+        seen.append(
+            self.con.execute(
+                "SELECT current_setting('memory_limit'), current_setting('threads')"
+            ).fetchall()[0]
+        )
+
+    monkeypatch.setattr(DuckDBEngine, "__post_init__", record)
+    monkeypatch.setenv("EXPORTGUARD_DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.setenv("EXPORTGUARD_DUCKDB_THREADS", "1")
+    limited = account_features(tiny_world(), T)
+    assert seen and seen[0][1] == 1 and seen[0][0].replace(" ", "") in ("286.1MiB", "300.0MB")
+    monkeypatch.delenv("EXPORTGUARD_DUCKDB_MEMORY_LIMIT")
+    monkeypatch.delenv("EXPORTGUARD_DUCKDB_THREADS")
+    pd.testing.assert_frame_equal(limited, account_features(tiny_world(), T))

@@ -28,8 +28,11 @@ def test_values_are_parsed_and_blank_is_unset() -> None:
             "EXPORTGUARD_BALANCE_CONNECTIONS": "off",
             "EXPORTGUARD_AUDIT_LOG": "  ",
             "EXPORTGUARD_API_TOKENS_FILE": "/run/secrets/tokens",
+            "EXPORTGUARD_DUCKDB_MEMORY_LIMIT": "4GB",
+            "EXPORTGUARD_DUCKDB_THREADS": "2",
         }
     )
+    assert s.duckdb_memory_limit == "4GB" and s.duckdb_threads == 2
     assert s.header_timeout_s == 2.5 and s.max_connections_per_ip == 12
     assert not s.balance_connections and s.audit_log == Path("audit/decisions.jsonl")
     assert s.api_tokens_file == Path("/run/secrets/tokens")
@@ -45,6 +48,10 @@ def test_values_are_parsed_and_blank_is_unset() -> None:
         ("max_connections_per_ip", "0", "must be between 1 and 100000"),
         ("balance_connections", "maybe", "expected 1 or 0"),
         ("audit_sync", "never", "expected one of fsync, write"),
+        ("duckdb_memory_limit", "lots", "expected an amount of memory such as 4GB"),
+        ("duckdb_memory_limit", "-1GB", "expected an amount of memory"),
+        ("duckdb_threads", "0", "expected a whole number of threads from 1 to 1024"),
+        ("duckdb_threads", "two", "expected a whole number of threads"),
     ],
 )
 def test_bad_values_name_the_variable(field: str, value: str, message: str) -> None:
