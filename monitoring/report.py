@@ -173,7 +173,8 @@ def write_report(
 
 def log_to_mlflow(run_dir: Path, summary: dict[str, Any]) -> bool:
     """Log the run to MLflow if MLFLOW_TRACKING_URI is set; a logging failure is only a warning."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
         return False
     from exportguard.telemetry import disable_telemetry
 
@@ -181,6 +182,9 @@ def log_to_mlflow(run_dir: Path, summary: dict[str, Any]) -> bool:
     try:
         import mlflow
 
+        # the store the user named, even if this process pointed MLflow elsewhere before
+        # (training.tracking sets the embedded store process-wide)
+        mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(EXPERIMENT)
         with mlflow.start_run(run_name=f"batch-{summary['run_id']}"):
             mlflow.set_tags(
