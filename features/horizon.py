@@ -14,7 +14,9 @@ it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -45,28 +47,49 @@ class Horizon:
     bulk_latest: pd.Timestamp | None = None
 
 
-def _bulk_end(times: pd.Series) -> tuple[pd.Timestamp, int, pd.Timestamp | None]:
-    """Latest time of the bulk, the number of stray rows after it, and the latest stray."""
-    values = np.sort(times.dropna().to_numpy(dtype="datetime64[ns]"))
+def time_counts(times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-null times of a column, sorted (datetime64[ns]), and their row counts."""
+    counts = times.dropna().astype("datetime64[ns]").value_counts(sort=False).sort_index()
+    return counts.index.to_numpy(dtype="datetime64[ns]"), counts.to_numpy(dtype=np.int64)
+
+
+def _bulk_end(
+    values: np.ndarray, counts: np.ndarray
+) -> tuple[pd.Timestamp, int, pd.Timestamp | None]:
+    """Latest time of the bulk, the number of stray rows after it, and the latest stray, of
+    distinct sorted times and their row counts (`time_counts`)."""
+    n = int(counts.sum())
     gaps = np.diff(values) > STRAY_GAP.to_timedelta64()
-    after = len(values) - 1 - np.arange(len(values) - 1)  # rows after each gap position
-    cut = np.flatnonzero(gaps & (after <= STRAY_MAX_SHARE * len(values)))
+    after = n - np.cumsum(counts)[:-1]  # rows after each gap position
+    cut = np.flatnonzero(gaps & (after <= STRAY_MAX_SHARE * n))
     if not len(cut):
         return pd.Timestamp(values[-1]), 0, None
     i = int(cut[0])
-    return pd.Timestamp(values[i]), len(values) - 1 - i, pd.Timestamp(values[-1])
+    return pd.Timestamp(values[i]), int(after[i]), pd.Timestamp(values[-1])
 
 
-def activity_horizon(frames: dict[str, pd.DataFrame | None]) -> Horizon | None:
+#: where a table's times come from: a frame in memory, or a function giving `time_counts`
+#: (a table left on disk, counted by the engine)
+TimeSource: TypeAlias = pd.DataFrame | Callable[[str], tuple[np.ndarray, np.ndarray]] | None
+
+
+def _counts(source: TimeSource, column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if source is None:
+        return None
+    values, counts = source(column) if callable(source) else time_counts(source[column])
+    return (values, counts) if len(values) else None
+
+
+def activity_horizon(frames: Mapping[str, TimeSource]) -> Horizon | None:
     """The default as-of time of these tables (None when there is no activity at all)."""
-    usage = frames.get("api_usage")
-    if usage is not None and usage["hour"].notna().any():
-        end, stray, latest = _bulk_end(usage["hour"])
+    usage = _counts(frames.get("api_usage"), "hour")
+    if usage is not None:
+        end, stray, latest = _bulk_end(*usage)
         return Horizon(end + pd.Timedelta(hours=1), "api_usage", stray, latest, end)
     for table, col in FALLBACK_ACTIVITY:
-        df = frames.get(table)
-        if df is not None and df[col].notna().any():
-            end, stray, latest = _bulk_end(df[col])
+        found = _counts(frames.get(table), col)
+        if found is not None:
+            end, stray, latest = _bulk_end(*found)
             return Horizon(end, table, stray, latest, end)
     return None
 

@@ -71,12 +71,18 @@ def _checks(spec: ColumnSpec) -> tuple[list[pa.Check], str]:
     return checks, ""
 
 
-def table_schema(table: str) -> pa.DataFrameSchema:
+def table_schema(table: str, unique: bool = True) -> pa.DataFrameSchema:
+    """The table's pandera schema; `unique=False` leaves out the unique-id checks (a table
+    validated in chunks checks them over the whole file instead)."""
     columns = {}
     for spec in SPECS[table]:
         checks, _ = _checks(spec)
         columns[spec.name] = pa.Column(
-            checks=checks, nullable=spec.nullable, unique=spec.unique, coerce=False, required=True
+            checks=checks,
+            nullable=spec.nullable,
+            unique=spec.unique and unique,
+            coerce=False,
+            required=True,
         )
     return pa.DataFrameSchema(columns, strict=False, name=table)
 
@@ -93,10 +99,10 @@ def _describe(check: str, column: str) -> str:
     return check
 
 
-def validate_frame(table: str, frame: pd.DataFrame) -> list[Problem]:
+def validate_frame(table: str, frame: pd.DataFrame, unique: bool = True) -> list[Problem]:
     """Problems found by the table's pandera schema, one per (column, check)."""
     try:
-        table_schema(table).validate(frame, lazy=True)
+        table_schema(table, unique).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         problems = []
