@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,18 @@ from exportguard.features.horizon import (
     CLOCK_SKEW,
     STRAY_GAP,
     Horizon,
+    TimeSource,
     activity_horizon,
     wall_clock_now,
 )
-from exportguard.features.tables import OPTIONAL_TABLES, REQUIRED_TABLES, TIME_COLUMNS, RawTables
+from exportguard.features.tables import (
+    OPTIONAL_TABLES,
+    REQUIRED_TABLES,
+    SCANNABLE_TABLES,
+    TIME_COLUMNS,
+    RawTables,
+    ScannedTable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +172,106 @@ def _read_file(path: Path, specs: tuple[ColumnSpec, ...]) -> pd.DataFrame:
     return pq.read_table(path, columns=wanted, read_dictionary=text).to_pandas()
 
 
+@dataclass
+class _Scan:
+    """A table validated in chunks (`features.scan`): its file and what the chunks found."""
+
+    table: ScannedTable
+    schema: list[Problem]
+    foreign: list[Problem]
+    early: list[Problem]  # warnings: rows dated before their account's sign-up
+
+
+def _scan_table(
+    table: str,
+    path: Path,
+    accounts: pd.DataFrame | None,
+    problems: list[Problem],
+    scan_dir: Path | None,
+) -> _Scan | None:
+    """Coerce and check `path` chunk by chunk with the checks of a whole table, writing the
+    coerced rows to disk; None (with the problem reported) when it cannot be read."""
+    from exportguard.features.scan import ScanWriter, chunks, duplicated, file_columns
+    from exportguard.features.scan import merge_problems as merged
+    from exportguard.features.schemas import validate_frame
+    from exportguard.features.sql import _account_codes
+
+    try:
+        names = file_columns(path)
+    except Exception as exc:  # any reader failure is a bad file, reported by name
+        problems.append(
+            Problem(table, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}", 0)
+        )
+        return None
+    missing = [s.name for s in SPECS[table] if s.name not in names]
+    if missing:
+        message = "required column(s) missing" + _delimiter_hint(path)
+        problems.append(Problem(table, ", ".join(missing), message, 0))
+        return None
+    if path.suffix == ".parquet":
+        problems.extend(_parquet_type_problems(path, table))
+    lookups = _AccountLookups.of(accounts)
+    load: list[Problem] = []
+    schema: list[Problem] = []
+    foreign: list[Problem] = []
+    early = ValidationReport()
+    writer = ScanWriter(table, scan_dir)
+    try:
+        for raw in chunks(path, table):
+            coerced = coerce_table(table, raw, load)
+            schema += validate_frame(table, coerced, unique=False)
+            codes = None
+            if lookups is not None:
+                one = {"accounts": lookups.accounts, table: coerced}
+                _foreign_keys(one, foreign, lookups.known)
+                _consistency_warnings(one, early, lookups.created)
+                if lookups.positions is not None:
+                    codes = _account_codes(coerced["account_id"], lookups.positions)
+            writer.write(coerced, codes)
+        scanned = writer.close()
+    except Exception as exc:  # any reader failure is a bad file, reported by name
+        problems.append(
+            Problem(table, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}", 0)
+        )
+        return None
+    problems.extend(merged(load))
+    for spec in SPECS[table]:
+        if spec.unique:  # over the whole file, as one check of a table read whole
+            dup = duplicated(scanned, spec.name)
+            if len(dup):
+                schema.append(Problem.of(table, spec.name, "duplicate id (must be unique)", dup))
+    return _Scan(scanned, merged(schema), merged(foreign), merged(early.warnings))
+
+
+@dataclass(frozen=True)
+class _AccountLookups:
+    """What each chunk's checks look accounts up in, built once."""
+
+    accounts: pd.DataFrame
+    known: pd.Index
+    created: pd.Series
+    positions: pd.Index | None  # the ids by row, for account codes; None when not unique
+
+    @classmethod
+    def of(cls, accounts: pd.DataFrame | None) -> _AccountLookups | None:
+        if accounts is None or not len(accounts):
+            return None
+        ids = pd.Index(accounts["account_id"].astype(str))
+        return cls(
+            accounts,
+            pd.Index(accounts["account_id"].dropna().unique()),
+            _created(accounts),
+            ids if ids.is_unique else None,
+        )
+
+
 def _load(
-    data_dir: Path, problems: list[Problem], report: ValidationReport
+    data_dir: Path,
+    problems: list[Problem],
+    report: ValidationReport,
+    scan: Collection[str] = (),
+    scans: dict[str, _Scan] | None = None,
+    scan_dir: Path | None = None,
 ) -> dict[str, pd.DataFrame]:
     frames: dict[str, pd.DataFrame] = {}
     for table in REQUIRED_TABLES + OPTIONAL_TABLES:
@@ -180,6 +288,12 @@ def _load(
                 )
             else:
                 report.missing_optional.append(table)
+            continue
+        if table in scan and scans is not None:
+            found = _scan_table(table, path, frames.get("accounts"), problems, scan_dir)
+            if found is not None:
+                scans[table] = found
+                report.rows[table] = found.table.rows
             continue
         try:
             raw = _read_file(path, SPECS[table])
@@ -247,10 +361,13 @@ def _schema_checks(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> 
                 problems.append(p)
 
 
-def _foreign_keys(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> None:
+def _foreign_keys(
+    frames: dict[str, pd.DataFrame], problems: list[Problem], known: pd.Index | None = None
+) -> None:
     accounts = frames.get("accounts")
     if accounts is not None and len(accounts):  # 0 rows is reported once, not per table
-        known = pd.Index(accounts["account_id"].dropna().unique())
+        if known is None:
+            known = pd.Index(accounts["account_id"].dropna().unique())
         for table in ("payments", "api_usage", "logins", "labels"):
             df = frames.get(table)
             if df is None:
@@ -288,40 +405,65 @@ def _foreign_keys(frames: dict[str, pd.DataFrame], problems: list[Problem]) -> N
         )
 
 
+def _after(
+    frames: dict[str, pd.DataFrame], scans: dict[str, _Scan], table: str, limit: pd.Timestamp
+) -> pd.Series | None:
+    """The times of `table` after `limit`, in row order (None: the table is not there)."""
+    col = TIME_COLUMNS[table]
+    if table in scans:
+        from exportguard.features.scan import rows_after
+
+        return rows_after(scans[table].table, col, limit)
+    df = frames.get(table)
+    if df is None:
+        return None
+    return df.loc[df[col] > limit, col]
+
+
 def _rows_after(
-    frames: dict[str, pd.DataFrame], limit: pd.Timestamp, message: str, problems: list[Problem]
+    frames: dict[str, pd.DataFrame],
+    limit: pd.Timestamp,
+    message: str,
+    problems: list[Problem],
+    scans: dict[str, _Scan] | None = None,
 ) -> None:
     """One problem per dated table with rows after `limit`."""
     for table, col in TIME_COLUMNS.items():
-        df = frames.get(table)
-        if df is None:
-            continue
-        late = df[col] > limit
-        if late.any():
-            problems.append(Problem.of(table, col, message, df.loc[late, col]))
+        late = _after(frames, scans or {}, table, limit)
+        if late is not None and len(late):
+            problems.append(Problem.of(table, col, message, late))
 
 
 def _future_checks(
-    frames: dict[str, pd.DataFrame], now: pd.Timestamp, problems: list[Problem]
+    frames: dict[str, pd.DataFrame],
+    now: pd.Timestamp,
+    problems: list[Problem],
+    scans: dict[str, _Scan] | None = None,
 ) -> None:
     """Rows dated after the current time cannot be real: refuse them (they would set the as-of)."""
     message = (
         f"dated after the current time {now.floor('s')} (more than {CLOCK_SKEW} of clock "
         "skew): cannot be real"
     )
-    _rows_after(frames, now + CLOCK_SKEW, message, problems)
+    _rows_after(frames, now + CLOCK_SKEW, message, problems, scans)
 
 
 def _horizon_checks(
-    frames: dict[str, pd.DataFrame], horizon: pd.Timestamp, problems: list[Problem]
+    frames: dict[str, pd.DataFrame],
+    horizon: pd.Timestamp,
+    problems: list[Problem],
+    scans: dict[str, _Scan] | None = None,
 ) -> None:
     """With a declared horizon, rows dated after it (+1 day) break the declaration."""
     message = f"dated after the data horizon {horizon} (+1 day)"
-    _rows_after(frames, horizon + HORIZON_SLACK, message, problems)
+    _rows_after(frames, horizon + HORIZON_SLACK, message, problems, scans)
 
 
 def _late_row_warnings(
-    frames: dict[str, pd.DataFrame], horizon: Horizon, report: ValidationReport
+    frames: dict[str, pd.DataFrame],
+    horizon: Horizon,
+    report: ValidationReport,
+    scans: dict[str, _Scan] | None = None,
 ) -> None:
     """Report stray usage and tables whose latest rows run past the usage's end."""
     if horizon.stray_rows:
@@ -338,29 +480,35 @@ def _late_row_warnings(
         )
     limit = horizon.at + HORIZON_SLACK
     for table, col in TIME_COLUMNS.items():
-        df = frames.get(table)
-        if df is None or table == horizon.source:
+        if table == horizon.source:
             continue
-        late = df[col] > limit
-        if late.any():
+        late = _after(frames, scans or {}, table, limit)
+        if late is not None and len(late):
             report.warnings.append(
                 Problem.of(
                     table,
                     col,
                     f"runs past the data horizon {horizon.at} set by {horizon.source} (+1 day) "
-                    f"up to {df.loc[late, col].max()}; kept, but no feature as of the horizon "
+                    f"up to {late.max()}; kept, but no feature as of the horizon "
                     "uses these rows",
-                    df.loc[late, col],
+                    late,
                 )
             )
 
 
-def _consistency_warnings(frames: dict[str, pd.DataFrame], report: ValidationReport) -> None:
+def _created(accounts: pd.DataFrame) -> pd.Series:
+    created = accounts.set_index("account_id")["created_at"]
+    return created[~created.index.duplicated()]
+
+
+def _consistency_warnings(
+    frames: dict[str, pd.DataFrame], report: ValidationReport, created: pd.Series | None = None
+) -> None:
     accounts = frames.get("accounts")
     if accounts is None:
         return
-    created = accounts.set_index("account_id")["created_at"]
-    created = created[~created.index.duplicated()]
+    if created is None:
+        created = _created(accounts)
     for table, col in (
         ("api_usage", "hour"),
         ("payments", "paid_at"),
@@ -389,6 +537,8 @@ def read_tables(
     horizon: pd.Timestamp | None = None,
     now: pd.Timestamp | None = None,
     extra_labels: Path | None = None,
+    scan: Collection[str] = (),
+    scan_dir: Path | None = None,
 ) -> tuple[RawTables, ValidationReport]:
     """Load and validate every contract table in `data_dir`; raise ContractError listing all problems.
 
@@ -397,40 +547,79 @@ def read_tables(
     `extra_labels` is a labels table written elsewhere (the review workspace's
     `export-labels`): its rows join the directory's labels, duplicates dropped, before every
     check, so they are held to the same contract (columns, values, known accounts).
+    `scan` names activity tables (`tables.SCANNABLE_TABLES`) to read out of core
+    (`features.scan`): validated in chunks with the same checks and report, written in the
+    contract's types to a temporary directory under `scan_dir` (default: the system's), and
+    returned in `RawTables.scanned` for the feature engine to scan, never loaded whole.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ExportguardError(f"data directory {data_dir} does not exist or is not a directory")
+    unknown = sorted(set(scan) - set(SCANNABLE_TABLES))
+    if unknown:
+        raise ExportguardError(
+            f"cannot read {unknown} out of core; the tables that can be: {list(SCANNABLE_TABLES)}"
+        )
     problems: list[Problem] = []
     report = ValidationReport()
+    scans: dict[str, _Scan] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        frames = _load(data_dir, problems, report)
+        frames = _load(data_dir, problems, report, scan, scans, scan_dir)
         if extra_labels is not None:
             _merge_labels(frames, Path(extra_labels), problems, report)
         _schema_checks(frames, problems)
+    coerced = {(p.table, p.column) for p in problems}
+    for found in scans.values():
+        problems += [
+            p
+            for p in found.schema
+            if not (p.message.startswith("missing value") and (p.table, p.column) in coerced)
+        ]
     _foreign_keys(frames, problems)
-    _future_checks(frames, wall_clock_now() if now is None else now, problems)
+    for found in scans.values():
+        problems += found.foreign
+    _future_checks(frames, wall_clock_now() if now is None else now, problems, scans)
     derived = None
     if horizon is not None:
         report.horizon = horizon
-        _horizon_checks(frames, horizon, problems)
-    elif (derived := activity_horizon(frames)) is not None:
-        report.horizon, report.horizon_source = derived.at, derived.source
+        _horizon_checks(frames, horizon, problems, scans)
+    else:
+        from exportguard.features.scan import time_counts
+
+        sources: dict[str, TimeSource] = dict(frames)
+        sources.update({t: partial(time_counts, found.table) for t, found in scans.items()})
+        if (derived := activity_horizon(sources)) is not None:
+            report.horizon, report.horizon_source = derived.at, derived.source
     if problems:
         raise ContractError(problems, data_dir)
     if derived is not None:
-        _late_row_warnings(frames, derived, report)
+        _late_row_warnings(frames, derived, report, scans)
     _consistency_warnings(frames, report)
+    for found in scans.values():
+        report.warnings += found.early
     for w in report.warnings:
         log.warning("%s", w.render())
     tables = RawTables(
         **{
             name: as_plain(frames[name]) if name in frames else None
             for name in REQUIRED_TABLES + OPTIONAL_TABLES
-        }
+        },
+        scanned={t: found.table for t, found in scans.items()},
     )
     return tables, report
+
+
+def scan_tables(
+    data_dir: str | Path, horizon: pd.Timestamp | None = None, now: pd.Timestamp | None = None
+) -> tuple[RawTables, ValidationReport]:
+    """`read_tables` with every activity table (`SCANNABLE_TABLES`) out of core, its copy
+    under EXPORTGUARD_SCAN_DIR: what `validate`, `features` and `batch --data` read (memory
+    holds a chunk of them at a time, the feature engine scans the copies)."""
+    from exportguard.settings import Settings
+
+    scan_dir = Settings.from_env().scan_dir
+    return read_tables(data_dir, horizon, now, scan=SCANNABLE_TABLES, scan_dir=scan_dir)
 
 
 def parse_as_of(text: str) -> pd.Timestamp:

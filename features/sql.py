@@ -37,6 +37,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -1305,6 +1306,8 @@ class Engine(Protocol):
 
     def materialise(self, name: str, sql: str) -> None: ...
 
+    def register_parquet(self, name: str, path: Path, columns: Mapping[str, str]) -> None: ...
+
     def query(self, sql: str) -> pd.DataFrame: ...
 
 
@@ -1419,6 +1422,13 @@ class DuckDBEngine:
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)
 
+    def register_parquet(self, name: str, path: Path, columns: Mapping[str, str]) -> None:
+        """A view `name` over a Parquet file: column `as` <- file column, streamed by each
+        query that reads it (out of core)."""
+        source = str(path).replace("'", "''")
+        select = ", ".join(f'"{src}" AS "{out}"' for out, src in columns.items())
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT {select} FROM '{source}'")
+
     def materialise(self, name: str, sql: str) -> None:
         """The result of `sql` as temporary table `name` (computed once, read many times)."""
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
@@ -1455,6 +1465,12 @@ class SparkEngine:
         parts = 2 * self.spark.sparkContext.defaultParallelism
         frame = self.spark.createDataFrame(table).coalesce(parts).cache()
         frame.createOrReplaceTempView(name)
+
+    def register_parquet(self, name: str, path: Path, columns: Mapping[str, str]) -> None:
+        """A cached view `name` over a Parquet file (on a cluster: on storage every
+        executor reads), column `as` <- file column."""
+        select = [f"`{src}` AS `{out}`" for out, src in columns.items()]
+        self.spark.read.parquet(str(path)).selectExpr(*select).cache().createOrReplaceTempView(name)
 
     def materialise(self, name: str, sql: str) -> None:
         """The result of `sql` as cached temporary view `name` (computed once, then reused)."""
@@ -1564,6 +1580,8 @@ def _table(
     Spark's precision; account_id as the account's integer code when `accounts` is given);
     DuckDB scans it in place."""
     frame = tables.table(name)
+    if frame is None and name in tables.scanned:
+        raise SqlEngineError(f"table {name} was read out of core: register it with its file")
     if frame is None and name in _OPTIONAL:
         return pa.table({c: pa.array([], type=_OPTIONAL[name][c]) for c in columns})
     if frame is None:
@@ -1635,7 +1653,12 @@ def sql_features(
                 reads.setdefault(name, [])
                 reads[name] += [c for c in table_cols if c not in reads[name]]
         for name, cols in reads.items():
-            eng.register(name, _table(tables, name, cols, accounts))
+            scanned = tables.scanned.get(name)
+            if scanned is not None:  # on disk, in the contract's types: the engine streams it
+                renames = {c: "account_code" if c == "account_id" else c for c in cols}
+                eng.register_parquet(name, scanned.path, renames)
+            else:
+                eng.register(name, _table(tables, name, cols, accounts))
         for name in derived:
             eng.materialise(name, DERIVED[name][0])
         tag_columns = [(t, c) for t, c in _TAG_COLUMNS if c in reads.get(t, ())]

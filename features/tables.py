@@ -8,7 +8,8 @@ int64, and an optional table that was absent is `None`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -27,6 +28,23 @@ TIME_COLUMNS = {
 }
 
 
+#: the tables `read_tables` can leave on disk (the many-row activity tables)
+SCANNABLE_TABLES = ("payments", "api_usage", "logins")
+
+
+@dataclass(frozen=True)
+class ScannedTable:
+    """A validated contract table left on disk: one Parquet file in the contract's types
+    (timestamps naive UTC in microseconds, ids and codes as text) plus `account_code`, the
+    row of its account in `RawTables.accounts` (NULL for none). Engines scan it in place."""
+
+    path: Path
+    rows: int
+    columns: tuple[str, ...]
+    #: what keeps `path` alive (its temporary directory), dropped with the tables
+    owner: object = field(default=None, repr=False, compare=False)
+
+
 @dataclass(frozen=True)
 class RawTables:
     accounts: pd.DataFrame
@@ -37,21 +55,36 @@ class RawTables:
     organizations: pd.DataFrame | None = None
     ownership: pd.DataFrame | None = None
     restricted_entities: pd.DataFrame | None = None
+    #: tables read out of core (their frame fields are None)
+    scanned: dict[str, ScannedTable] = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame | None:
         return getattr(self, name)
 
     def present(self) -> dict[str, pd.DataFrame]:
+        """The tables held in memory."""
         return {
-            f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "scanned" and getattr(self, f.name) is not None
         }
 
     def horizon(self) -> pd.Timestamp:
         """The data's own 'now' (`features.horizon.activity_horizon`); 1970 with no activity."""
         from exportguard.features.horizon import activity_horizon
 
+        if self.scanned:
+            raise ValueError(
+                f"tables {sorted(self.scanned)} were read out of core; the data horizon is "
+                "in read_tables' report"
+            )
         found = activity_horizon({name: self.table(name) for name in TIME_COLUMNS})
         return found.at if found is not None else pd.Timestamp("1970-01-01")
 
     def with_tables(self, **tables: pd.DataFrame | None) -> RawTables:
-        return replace(self, **tables)
+        """These tables replaced; not the accounts or a scanned table of tables read out of
+        core (the files on disk code accounts by their row in these accounts)."""
+        clash = sorted(set(tables) & ({"accounts", "scanned"} | set(self.scanned)))
+        if self.scanned and clash:
+            raise ValueError(f"cannot replace {clash} of tables read out of core")
+        return replace(self, **tables)  # type: ignore[arg-type]

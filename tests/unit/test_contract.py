@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from exportguard.cli import main
+from exportguard.errors import ExportguardError
 from exportguard.features.contract import ContractError, read_tables
 
 
@@ -341,3 +342,116 @@ def test_features_command_and_bad_engine_options(tmp_path, capsys):
         main(["features", "--data", str(data), "--out", str(out), "--engine", "numpy"])
     assert "invalid choice: 'numpy'" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- out of core: the activity tables validated in chunks, left on disk ---------------------
+
+SCANNED = ("payments", "api_usage", "logins")
+
+
+def _outcome(data: Path, **kwargs: object) -> tuple[str, list[str]]:
+    """What reading gives: ("ok", the report's lines) or ("refused", its problems), sorted
+    (the chunked path may list a table's problems in another order)."""
+    try:
+        _, report = read_tables(data, **kwargs)  # type: ignore[arg-type]
+    except ContractError as err:
+        return "refused", sorted(p.render() for p in err.problems)
+    return "ok", sorted(report.render().splitlines())
+
+
+def _bad_worlds(tmp_path: Path) -> dict[str, tuple[Path, dict[str, object]]]:
+    """Data directories with each kind of problem the chunked path checks on its own."""
+    cases: dict[str, tuple[Path, dict[str, object]]] = {}
+    cases["clean"] = (write(tiny_world(), tmp_path / "clean"), {})
+    cases["clean csv"] = (write(tiny_world(), tmp_path / "clean_csv", "csv"), {})
+    cases["corrupted csv"] = (write(corrupt(tiny_world()), tmp_path / "corrupt", "csv"), {})
+    world = tiny_world()
+    payments = world["payments"]
+    world["payments"] = pd.concat([payments, payments.iloc[[0, 0]]], ignore_index=True)
+    world["payments"].loc[3, "account_id"] = "ghost"  # unknown account in a later chunk
+    world["payments"].loc[2, "amount_usd"] = -5.0  # below the minimum, one chunk
+    world["payments"].loc[0, "amount_usd"] = -1.0  # and another
+    cases["duplicates across chunks"] = (write(world, tmp_path / "dup"), {})
+    world = tiny_world()
+    world["labels"].loc[0, "labelled_at"] = pd.Timestamp("2026-01-20")
+    world["logins"].loc[0, "login_at"] = pd.Timestamp("2026-01-25")
+    cases["declared horizon"] = (
+        write(world, tmp_path / "horizon"),
+        {"horizon": pd.Timestamp("2026-01-11")},
+    )
+    cases["wall clock"] = (
+        write(tiny_world(), tmp_path / "clock"),
+        {"now": pd.Timestamp("2026-01-08")},
+    )
+    world = tiny_world()
+    world["payments"].loc[1, "paid_at"] = pd.Timestamp("2026-03-01")
+    world["logins"].loc[0, "login_at"] = pd.Timestamp("2025-12-01")  # before its sign-up
+    cases["late and early rows"] = (write(world, tmp_path / "late"), {})
+    world = tiny_world()
+    usage = world["api_usage"]
+    bulk = pd.concat([usage.iloc[[0]]] * 300, ignore_index=True)
+    bulk["hour"] = pd.Timestamp("2026-01-01 06:00") + pd.to_timedelta(range(300), unit="h")
+    stray = usage.iloc[[1]].assign(hour=pd.Timestamp("2026-04-01"))
+    world["api_usage"] = pd.concat([bulk, stray], ignore_index=True)
+    cases["stray usage"] = (write(world, tmp_path / "stray"), {"now": pd.Timestamp("2026-06-01")})
+    world = tiny_world()
+    world["api_usage"] = world["api_usage"].iloc[:0]
+    cases["no usage: payments set the horizon"] = (write(world, tmp_path / "nousage"), {})
+    world = tiny_world()
+    world["payments"]["amount_usd"] = ["12.5", "500"]
+    cases["text in a number column"] = (write(world, tmp_path / "text"), {})
+    world = tiny_world()
+    world["payments"] = world["payments"].drop(columns=["status"])
+    cases["missing column"] = (write(world, tmp_path / "missing"), {})
+    data = write(tiny_world(), tmp_path / "semicolon", "csv")
+    tiny_world()["payments"].to_csv(data / "payments.csv", sep=";", index=False)
+    cases["semicolons"] = (data, {})
+    return cases
+
+
+@pytest.mark.parametrize("rows", [1, 2, 1000])
+def test_out_of_core_reading_reports_exactly_what_reading_whole_tables_does(
+    tmp_path, monkeypatch, rows
+):
+    """Chunks of 1, 2 and more rows than a table has: the same problems (rows counted over
+    every chunk, the first examples), the same horizon, warnings and row counts."""
+    import exportguard.features.scan as scan
+
+    monkeypatch.setattr(scan, "BATCH_ROWS", rows)
+    monkeypatch.setattr(scan.chunks, "__defaults__", (rows,))
+    outcomes = set()
+    for name, (data, kwargs) in _bad_worlds(tmp_path).items():
+        whole = _outcome(data, **kwargs)
+        chunked = _outcome(data, scan=SCANNED, **kwargs)
+        assert chunked == whole, f"{name}: out of core {chunked} != whole {whole}"
+        outcomes.add(whole[0])
+    assert outcomes == {"ok", "refused"}
+
+
+def test_out_of_core_tables_stay_on_disk_and_give_the_same_features(tmp_path):
+    from exportguard.features.compute import account_features
+    from exportguard.features.tables import ScannedTable
+
+    world = tiny_world()
+    world["api_usage"]["asn"] = world["api_usage"]["asn"].astype(float)  # coerced, then written
+    data = write(world, tmp_path / "d")
+    whole, report = read_tables(data)
+    scanned, scanned_report = read_tables(data, scan=SCANNED, scan_dir=tmp_path)
+    assert scanned.api_usage is None and scanned.payments is None and scanned.logins is None
+    assert set(scanned.scanned) == set(SCANNED)
+    usage = scanned.scanned["api_usage"]
+    assert isinstance(usage, ScannedTable) and usage.rows == 3
+    assert usage.path.parent.parent == tmp_path  # under scan_dir
+    on_disk = pd.read_parquet(usage.path)
+    rows = {a: i for i, a in enumerate(world["accounts"]["account_id"])}
+    assert on_disk["account_code"].tolist() == [rows[a] for a in world["api_usage"]["account_id"]]
+    assert str(on_disk["asn"].dtype) == "int64" and str(on_disk["hour"].dtype) == "datetime64[us]"
+    pd.testing.assert_frame_equal(
+        account_features(whole, report.horizon),
+        account_features(scanned, scanned_report.horizon),
+        check_exact=True,
+    )
+    with pytest.raises(ValueError, match="read out of core"):
+        scanned.horizon()
+    with pytest.raises(ExportguardError, match=r"cannot read \['accounts'\] out of core"):
+        read_tables(data, scan=["accounts"])
