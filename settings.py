@@ -23,6 +23,7 @@ naming the variable and what is expected; a secret (API tokens) is never echoed.
 | EXPORTGUARD_REVIEW_SECRET | (random per process) | review (signs session cookies) |
 | EXPORTGUARD_DUCKDB_MEMORY_LIMIT | DuckDB's (80% of RAM) | features (DuckDB spills past it) |
 | EXPORTGUARD_DUCKDB_THREADS | DuckDB's (all cores) | features |
+| EXPORTGUARD_SCAN_DIR | the system's temporary directory | validate, features, batch --data (validated copies of the activity tables; with Spark on a cluster, storage every executor reads) |
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Settings(BaseSettings):
     review_secret: SecretStr = SecretStr("")
     duckdb_memory_limit: str | None = None
     duckdb_threads: int | None = None
+    scan_dir: Path | None = None
 
     @field_validator("audit_sync", mode="before")
     @classmethod
@@ -156,6 +158,13 @@ class Settings(BaseSettings):
         if not text.isdigit() or not 1 <= int(text) <= 1024:
             raise ValueError(f"{var}={text!r}: expected a whole number of threads from 1 to 1024")
         return int(text)
+
+    @field_validator("scan_dir", mode="after")
+    @classmethod
+    def _scan_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{env_name('scan_dir')}={str(value)!r} is not a directory")
+        return value
 
     @field_validator("balance_connections", mode="before")
     @classmethod

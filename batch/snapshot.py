@@ -59,11 +59,11 @@ def features_from_data(
     """Feature table of `data_dir` as of T (cached under OUT/_staging); its path, T and digest.
     `engine` is the feature engine (`features.compute.ENGINES`); every engine gives the same
     table, so the cache does not depend on it."""
-    from exportguard.features.contract import read_tables
+    from exportguard.features.contract import scan_tables
 
     tables = report = None
     if as_of is None:
-        tables, report = read_tables(data_dir)
+        tables, report = scan_tables(data_dir)
         as_of = report.horizon
         if as_of is None:
             raise BatchError(
@@ -83,7 +83,7 @@ def features_from_data(
     from exportguard.features.compute import account_features
 
     if tables is None:
-        tables, report = read_tables(data_dir)
+        tables, report = scan_tables(data_dir)
     frame = account_features(tables, pd.Timestamp(as_of), policy, engine=engine)
     frame = frame.assign(as_of=pd.Timestamp(as_of))
     path.parent.mkdir(parents=True, exist_ok=True)

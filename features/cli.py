@@ -13,10 +13,10 @@ ENGINES = ("duckdb", "spark")
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from exportguard.features.contract import parse_as_of, read_tables
+    from exportguard.features.contract import parse_as_of, scan_tables
 
     horizon = parse_as_of(args.horizon) if args.horizon else None
-    _, report = read_tables(args.data, horizon=horizon)
+    _, report = scan_tables(args.data, horizon=horizon)
     print(f"{args.data}: valid under data contract v1")
     print(report.render())
     return 0
@@ -25,14 +25,14 @@ def _validate(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from exportguard.errors import ExportguardError
     from exportguard.features.compute import account_features
-    from exportguard.features.contract import parse_as_of, read_tables
+    from exportguard.features.contract import parse_as_of, scan_tables
 
     if args.out.suffix != ".parquet":
         raise ExportguardError(f"--out {args.out} must end in .parquet")
     from exportguard.features.policy import load_policy_file
 
     policy = load_policy_file(args.params)
-    tables, report = read_tables(args.data)
+    tables, report = scan_tables(args.data)
     as_of = parse_as_of(args.as_of) if args.as_of else report.horizon
     if as_of is None:
         raise ExportguardError(
