@@ -16,8 +16,11 @@ the child plus, for Spark, the peak RSS (VmHWM) of each of its live descendants 
 * duck_floor   - DuckDB reading api_usage.parquet + one group-by sum of tokens by account;
 * duckdb       - the same reads, then `account_features()` (DuckDB, with ownership chains,
                  name screening and graph components beside it) as of the end;
-* contract     - `contract.read_tables` (read + coerce + validate) then `account_features`,
-                 i.e. what `exportguard features` does;
+* contract     - `contract.read_tables` (read + coerce + validate, every table in memory)
+                 then `account_features`;
+* out_of_core  - `contract.scan_tables` (the activity tables validated in chunks and left
+                 on disk for DuckDB to scan) then `account_features`: what `exportguard
+                 features` does; set EXPORTGUARD_DUCKDB_MEMORY_LIMIT to bound DuckDB;
 * train_duckdb - the training pass: `training.dataset.example_requests` (every label at
                  its own decision time plus the presumed negatives, default params) then
                  `features_at`;
@@ -25,7 +28,11 @@ the child plus, for Spark, the peak RSS (VmHWM) of each of its live descendants 
                  SparkSession start-up timed separately), vs duckdb_sql, the same families
                  on DuckDB.
 
-Reported: wall time (median of --repeats), peak RSS, and ratios to the floor. The former
+Reported: wall time (median of --repeats), peak RSS, and ratios to the floor (and to
+duck_floor when measured). `--chunk-accounts K` generates a large world as independent
+worlds of K accounts (seeds seed, seed+1, ...; ids prefixed per chunk, so no two chunks
+share an account, organisation, device or instrument) joined table by table by DuckDB,
+which streams them: the generator holds one chunk in memory, not the whole world. The former
 numpy engine's figures (kinds numpy, train_numpy) were measured with this script at commit
 c5101f8, before its removal; they are in the closing note of issue 14.
 """
@@ -82,11 +89,12 @@ KINDS = (
     "duck_floor",
     "duckdb",
     "contract",
+    "out_of_core",
     "train_duckdb",
     "duckdb_sql",
     "spark_sql",
 )
-DEFAULT_KINDS = ("floor", "duck_floor", "duckdb", "contract", "train_duckdb")
+DEFAULT_KINDS = ("floor", "duck_floor", "duckdb", "contract", "out_of_core", "train_duckdb")
 
 
 def _descendants_hwm_mib() -> float:
@@ -121,7 +129,7 @@ def measure(kind: str, data: Path) -> dict:
     as_of = pd.Timestamp(_as_of(data))
     # imports are not part of the timed work
     from exportguard.features.compute import account_features, features_at
-    from exportguard.features.contract import read_tables
+    from exportguard.features.contract import read_tables, scan_tables
     from exportguard.training.config import ExamplesParams
     from exportguard.training.dataset import example_requests
 
@@ -140,13 +148,14 @@ def measure(kind: str, data: Path) -> dict:
         )
         return {"seconds": time.perf_counter() - t0, "out": int(len(sums))}
     if kind == "contract":
-        tables = read_tables(data)
-        tables = tables[0] if isinstance(tables, tuple) else tables
+        tables = read_tables(data)[0]
+    elif kind == "out_of_core":
+        tables = scan_tables(data)[0]
     else:
         tables = _read_raw(data)
     t1 = time.perf_counter()
     start = 0.0
-    if kind in ("duckdb", "contract"):
+    if kind in ("duckdb", "contract", "out_of_core"):
         out = len(account_features(tables, as_of))
     elif kind == "train_duckdb":
         requests = example_requests(tables, as_of, ExamplesParams())
@@ -201,7 +210,45 @@ def _generate(n: int, seed: int, out: Path) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def run_size(n: int, seed: int, repeats: int, kinds: list[str], world: Path | None) -> dict:
+#: the id columns made distinct per chunk by `_generate_chunked`
+CHUNK_IDS = ("account_id", "org_id", "payment_id", "instrument_id", "api_key_id", "device_id")
+
+
+def _generate_chunked(n: int, chunk: int, seed: int, out: Path) -> int:
+    """A world of `n` accounts as independent worlds of `chunk` accounts, joined per table."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    parts = []
+    for i, start in enumerate(range(0, n, chunk)):
+        part = out / "_chunks" / str(i)
+        if not (part / "api_usage.parquet").exists():
+            part.mkdir(parents=True, exist_ok=True)
+            _generate(min(chunk, n - start), seed + i, part)
+        parts.append(part)
+        print(f"  chunk {i + 1}: {min(chunk, n - start):,} accounts", flush=True)
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    for table in TABLES:
+        files = [p / f"{table}.parquet" for p in parts if (p / f"{table}.parquet").exists()]
+        if not files:
+            continue
+        if table == "restricted_entities":  # one list, the same in every world
+            files = files[:1]
+        names = pq.read_schema(files[0]).names
+        selects = []
+        for i, f in enumerate(files):
+            cols = [f"'c{i}_' || {c} AS {c}" if c in CHUNK_IDS else c for c in names]
+            selects.append(f"SELECT {', '.join(cols)} FROM read_parquet('{f}')")
+        target = out / f"{table}.parquet"
+        con.execute(f"COPY ({' UNION ALL '.join(selects)}) TO '{target}' (FORMAT parquet)")
+    con.close()
+    return pq.read_metadata(out / "api_usage.parquet").num_rows
+
+
+def run_size(
+    n: int, seed: int, repeats: int, kinds: list[str], world: Path | None, chunk: int = 0
+) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"eg-bench-{n}-") as tmp:
         data = world / str(n) if world else Path(tmp)
         data.mkdir(parents=True, exist_ok=True)
@@ -212,9 +259,12 @@ def run_size(n: int, seed: int, repeats: int, kinds: list[str], world: Path | No
             rows = pq.read_metadata(data / "api_usage.parquet").num_rows
             print(f"[{n:,} accounts] world read from {data}", flush=True)
         else:
-            rows = _generate(n, seed, data)
+            if chunk and chunk < n:
+                rows = _generate_chunked(n, chunk, seed, data)
+            else:
+                rows = _generate(n, seed, data)
             print(f"[{n:,} accounts] generated in {time.perf_counter() - t0:.0f}s", flush=True)
-        mib = sum(p.stat().st_size for p in data.iterdir()) / 2**20
+        mib = sum(p.stat().st_size for p in data.glob("*.parquet")) / 2**20
         print(f"  {rows:,} api_usage rows, {mib:.0f} MiB parquet", flush=True)
         runs: dict[str, list[dict]] = {k: [] for k in kinds}
         for i in range(repeats):
@@ -252,6 +302,13 @@ def _report(results: list[dict]) -> None:
                 f"{res['accounts']:8,}  {res['api_usage_rows']:10,}  {kind:12s} {m['seconds']:8.2f}"
                 f"  {split}  {x_wall}  {m['peak_rss_mib']:8.0f}  {x_rss}"
             )
+        duck = res.get("duck_floor")
+        for kind in ("duckdb", "contract", "out_of_core"):
+            if duck and kind in res:
+                print(
+                    f"  {kind} vs duck_floor: wall x{res[kind]['seconds'] / duck['seconds']:.1f}, "
+                    f"peak RSS x{res[kind]['peak_rss_mib'] / duck['peak_rss_mib']:.2f}"
+                )
         for base, new in (("duckdb_sql", "spark_sql"),):
             if base in res and new in res:
                 print(
@@ -261,7 +318,7 @@ def _report(results: list[dict]) -> None:
     if len(results) > 1:
         small, big = sorted(results, key=lambda r: r["accounts"])[:: len(results) - 1]
         growth = big["api_usage_rows"] / small["api_usage_rows"]
-        for kind in ("duckdb", "contract"):
+        for kind in ("duckdb", "contract", "out_of_core"):
             if kind in small and kind in big:
                 print(
                     f"from {small['accounts']:,} to {big['accounts']:,} accounts: api_usage rows "
@@ -293,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="keep generated worlds in DIR/<accounts>/ and reuse them on later runs",
     )
+    p.add_argument(
+        "--chunk-accounts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="generate worlds larger than K accounts as chunks of K (see above; default: whole)",
+    )
     p.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -304,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"--kinds: unknown measurement(s) {unknown}; choose from {', '.join(KINDS)}")
     sizes = sorted({args.accounts, args.compare_accounts} - {0})
-    results = [run_size(n, args.seed, args.repeats, kinds, args.world) for n in sizes]
+    results = [
+        run_size(n, args.seed, args.repeats, kinds, args.world, args.chunk_accounts) for n in sizes
+    ]
     _report(results)
     return 0
 
