@@ -455,3 +455,27 @@ def test_out_of_core_tables_stay_on_disk_and_give_the_same_features(tmp_path):
         scanned.horizon()
     with pytest.raises(ExportguardError, match=r"cannot read \['accounts'\] out of core"):
         read_tables(data, scan=["accounts"])
+
+
+def test_the_features_command_reads_out_of_core_and_leaves_nothing_behind(
+    tmp_path, monkeypatch, capsys
+):
+    from exportguard.features.compute import account_features
+
+    data = write(tiny_world(), tmp_path / "d")
+    scan_dir = tmp_path / "scan"
+    scan_dir.mkdir()
+    monkeypatch.setenv("EXPORTGUARD_SCAN_DIR", str(scan_dir))
+    out = tmp_path / "f.parquet"
+    assert main(["features", "--data", str(data), "--out", str(out)]) == 0
+    tables, report = read_tables(data)
+    expected = account_features(tables, report.horizon)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out).drop(columns="as_of"), expected, check_dtype=False
+    )
+    assert list(scan_dir.iterdir()) == []  # the validated copies went with the command
+    assert main(["validate", "--data", str(data)]) == 0
+    assert "api_usage: 3 rows" in capsys.readouterr().out
+    monkeypatch.setenv("EXPORTGUARD_SCAN_DIR", str(tmp_path / "nowhere"))
+    assert main(["validate", "--data", str(data)]) == 2
+    assert "EXPORTGUARD_SCAN_DIR" in capsys.readouterr().err

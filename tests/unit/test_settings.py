@@ -52,6 +52,7 @@ def test_values_are_parsed_and_blank_is_unset() -> None:
         ("duckdb_memory_limit", "-1GB", "expected an amount of memory"),
         ("duckdb_threads", "0", "expected a whole number of threads from 1 to 1024"),
         ("duckdb_threads", "two", "expected a whole number of threads"),
+        ("scan_dir", "/no/such/directory", "is not a directory"),
     ],
 )
 def test_bad_values_name_the_variable(field: str, value: str, message: str) -> None:
