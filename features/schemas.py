@@ -42,6 +42,20 @@ def _per_distinct(predicate: Callable[[Any], object]) -> Callable[[pd.Series], p
     return check
 
 
+def _nonblank(s: pd.Series) -> pd.Series:
+    """Per distinct value: text that is not empty or only whitespace (nulls pass)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes, uniques = s.cat.codes.to_numpy(), s.cat.categories
+    else:
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    values = np.asarray(uniques, dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":  # no per-value type test
+        ok = np.array([v.strip() != "" for v in values] + [True], dtype=bool)
+    else:
+        ok = np.array([isinstance(v, str) and v.strip() != "" for v in values] + [True], dtype=bool)
+    return pd.Series(ok[codes], index=s.index)  # code -1 (null) -> the trailing True
+
+
 def _matches(pattern: re.Pattern[str], value: object) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
 
@@ -60,9 +74,7 @@ def _checks(spec: ColumnSpec) -> tuple[list[pa.Check], str]:
         return [pa.Check(_per_distinct(lambda v: v in spec.allowed), name=message)], message
     if spec.kind in ("id", "str"):
         message = "empty string"
-        return [
-            pa.Check(_per_distinct(lambda v: isinstance(v, str) and v.strip() != ""), name=message)
-        ], message
+        return [pa.Check(_nonblank, name=message)], message
     checks = []
     if spec.min is not None:
         checks.append(pa.Check.ge(spec.min))
