@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check a data directory against the raw-data contract",
         description="Check every table of the data contract (Parquet or CSV) in DIR: columns, types, "
-        "ids, enumerations, country codes, ranges, timestamps, foreign keys. Prints one report "
+        "ids, enumerations, country codes, ranges, timestamps, foreign keys (the activity tables in chunks, out of core). Prints one report "
         "and exits 2 on any problem.",
     )
     p.add_argument("--data", type=Path, required=True, metavar="DIR", help="data directory")
@@ -85,7 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "features",
         help="compute point-in-time account features",
         description="Validate DIR, then write one row per account created before T with the declared "
-        "feature list, computed only from rows dated before T.",
+        "feature list, computed only from rows dated before T. The activity tables (payments, "
+        "api_usage, logins) are validated in chunks and copied to a temporary directory under "
+        "EXPORTGUARD_SCAN_DIR, which the engine scans: memory does not hold them whole.",
     )
     p.add_argument("--data", type=Path, required=True, metavar="DIR", help="data directory")
     p.add_argument(
