@@ -54,7 +54,9 @@ def chunks(path: Path, table: str, rows: int = BATCH_ROWS) -> Iterator[pd.DataFr
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    source = pq.ParquetFile(path)
+    # pre_buffer keeps every column chunk read so far until the reader is done (measured,
+    # a 105M-row file: Arrow's pool +1.2 GB after 40 chunks; without it flat at 0.15 GB)
+    source = pq.ParquetFile(path, pre_buffer=False)
     for batch in source.iter_batches(batch_size=rows, columns=names):
         # text as categoricals over the chunk's own distinct values (a batch read with
         # read_dictionary carries its whole row group's dictionary: measured 5x slower)
