@@ -194,7 +194,13 @@ def _scan_table(
     import pyarrow as pa
 
     from exportguard.features.context import index_codes
-    from exportguard.features.scan import ScanWriter, chunks, duplicated, file_columns
+    from exportguard.features.scan import (
+        ScanWriteError,
+        ScanWriter,
+        chunks,
+        duplicated,
+        file_columns,
+    )
     from exportguard.features.scan import merge_problems as merged
     from exportguard.features.schemas import validate_frame
 
@@ -249,6 +255,8 @@ def _scan_table(
                 _consistency_warnings(one, early, lookups.created)
             writer.write(coerced, codes)
         scanned = writer.close()
+    except ScanWriteError:  # the disk's problem, not the data's: said as it is
+        raise
     except Exception as exc:  # any reader failure is a bad file, reported by name
         problems.append(
             Problem(table, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}", 0)

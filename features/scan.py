@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from exportguard.errors import ExportguardError
 from exportguard.features.columns import SPECS, Problem
 from exportguard.features.tables import ScannedTable
 
@@ -106,6 +107,10 @@ def _arrow_column(values: pd.Series, kind: pa.DataType) -> pa.Array:
     return pa.array(values, from_pandas=True).cast(kind, safe=False)
 
 
+class ScanWriteError(ExportguardError):
+    """The validated copy cannot be written (no space, no permission): not the data's fault."""
+
+
 class ScanWriter:
     """Writes coerced chunks of one table to a Parquet file in a temporary directory."""
 
@@ -114,12 +119,29 @@ class ScanWriter:
 
         self.table = table
         self.schema = arrow_schema(table)
-        self.owner = tempfile.TemporaryDirectory(prefix="exportguard-scan-", dir=directory)
-        self.path = Path(self.owner.name) / f"{table}.parquet"
-        self.writer = pq.ParquetWriter(self.path, self.schema)
+        where = directory or Path(tempfile.gettempdir())
+        try:
+            self.owner = tempfile.TemporaryDirectory(prefix="exportguard-scan-", dir=directory)
+            self.path = Path(self.owner.name) / f"{table}.parquet"
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        except (OSError, pa.ArrowException) as exc:
+            raise ScanWriteError(self._message(where, exc)) from None
         self.rows = 0
 
+    def _message(self, where: Path, exc: BaseException) -> str:
+        return (
+            f"cannot write the validated copy of {self.table} under {where}: {exc} "
+            "(EXPORTGUARD_SCAN_DIR sets the directory; it needs about the table's size free)"
+        )
+
     def write(self, coerced: pd.DataFrame, account_codes: pa.Array | None) -> None:
+        """Append a coerced chunk (ScanWriteError when the disk refuses it)."""
+        try:
+            self._write(coerced, account_codes)
+        except (OSError, pa.ArrowIOError) as exc:
+            raise ScanWriteError(self._message(self.path.parent, exc)) from None
+
+    def _write(self, coerced: pd.DataFrame, account_codes: pa.Array | None) -> None:
         arrays = [
             _arrow_column(coerced[f.name], f.type) for f in self.schema if f.name != "account_code"
         ]
@@ -131,7 +153,10 @@ class ScanWriter:
         self.rows += len(coerced)
 
     def close(self) -> ScannedTable:
-        self.writer.close()
+        try:
+            self.writer.close()
+        except (OSError, pa.ArrowIOError) as exc:
+            raise ScanWriteError(self._message(self.path.parent, exc)) from None
         columns = tuple(f.name for f in self.schema)
         return ScannedTable(self.path, self.rows, columns, owner=self.owner)
 

@@ -479,3 +479,11 @@ def test_the_features_command_reads_out_of_core_and_leaves_nothing_behind(
     monkeypatch.setenv("EXPORTGUARD_SCAN_DIR", str(tmp_path / "nowhere"))
     assert main(["validate", "--data", str(data)]) == 2
     assert "EXPORTGUARD_SCAN_DIR" in capsys.readouterr().err
+
+
+def test_a_copy_that_cannot_be_written_is_said_plainly(tmp_path):
+    data = write(tiny_world(), tmp_path / "d")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(ExportguardError, match="cannot write the validated copy of payments under"):
+        read_tables(data, scan=SCANNED, scan_dir=not_a_dir)
