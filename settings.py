@@ -23,7 +23,7 @@ naming the variable and what is expected; a secret (API tokens) is never echoed.
 | EXPORTGUARD_REVIEW_SECRET | (random per process) | review (signs session cookies) |
 | EXPORTGUARD_DUCKDB_MEMORY_LIMIT | DuckDB's (80% of RAM) | features (DuckDB spills past it) |
 | EXPORTGUARD_DUCKDB_THREADS | DuckDB's (all cores) | features |
-| EXPORTGUARD_SCAN_DIR | the system's temporary directory | validate, features, batch --data (validated copies of the activity tables; with Spark on a cluster, storage every executor reads) |
+| EXPORTGUARD_SCAN_DIR | the system's temporary directory | validate, features, batch --data (validated copies of the activity tables, DuckDB's spill files; with Spark on a cluster, storage every executor reads) |
 """
 
 from __future__ import annotations

@@ -156,11 +156,17 @@ def _relational(
 
         eng: Engine = SparkEngine(spark_session())
     elif engine == "duckdb":
+        import tempfile
+
         from exportguard.settings import Settings
 
-        settings = Settings.from_env()  # EXPORTGUARD_DUCKDB_MEMORY_LIMIT, _THREADS
+        settings = Settings.from_env()  # EXPORTGUARD_DUCKDB_MEMORY_LIMIT, _THREADS, SCAN_DIR
+        # DuckDB spills here past its memory limit, not into the working directory
+        spill = tempfile.TemporaryDirectory(prefix="exportguard-duckdb-", dir=settings.scan_dir)
         eng = DuckDBEngine(
-            threads=settings.duckdb_threads, memory_limit=settings.duckdb_memory_limit
+            threads=settings.duckdb_threads,
+            memory_limit=settings.duckdb_memory_limit,
+            temp_directory=spill.name,
         )
     else:
         assert not isinstance(engine, str)
@@ -177,6 +183,7 @@ def _relational(
     finally:
         if engine == "duckdb" and isinstance(eng, DuckDBEngine):
             eng.close()
+            spill.cleanup()
     return {name: frame[name].to_numpy(dtype=np.float64) for name in SQL_FEATURES}, links
 
 

@@ -1403,6 +1403,9 @@ class DuckDBEngine:
 
     threads: int | None = None
     memory_limit: str | None = None
+    #: where DuckDB spills past its memory limit (DuckDB's own default: .tmp in the
+    #: working directory)
+    temp_directory: str | None = None
     name: str = "duckdb"
 
     def __post_init__(self) -> None:
@@ -1418,6 +1421,8 @@ class DuckDBEngine:
             self.con.execute(f"SET threads = {int(self.threads)}").fetchall()
         if self.memory_limit is not None:
             self.con.execute("SET memory_limit = ?", [self.memory_limit]).fetchall()
+        if self.temp_directory is not None:
+            self.con.execute("SET temp_directory = ?", [self.temp_directory]).fetchall()
 
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)

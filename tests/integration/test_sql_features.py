@@ -290,6 +290,19 @@ def test_one_definition_transpiles_to_spark_sql() -> None:
     eng.close()
 
 
+def test_duckdb_spills_past_its_memory_limit_where_it_is_told(tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    eng = DuckDBEngine(threads=1, memory_limit="100MB", temp_directory=str(spill))
+    groups = eng.query(
+        "SELECT count(*) AS n FROM (SELECT i % 5000000 AS k, count(*) FROM range(30000000) "
+        "AS t(i) GROUP BY 1)"
+    )
+    assert groups["n"][0] == 5_000_000  # a hash table larger than the limit: it spilled
+    assert any(spill.iterdir())
+    eng.close()
+
+
 @pytest.mark.spark
 @pytest.mark.slow
 def test_spark_equals_duckdb(tmp_path: Path) -> None:
