@@ -200,6 +200,7 @@ def _scan_table(
         chunks,
         duplicated,
         file_columns,
+        prefetched,
     )
     from exportguard.features.scan import merge_problems as merged
     from exportguard.features.schemas import validate_frame
@@ -225,7 +226,7 @@ def _scan_table(
     early = ValidationReport()
     writer = ScanWriter(table, scan_dir)
     try:
-        for raw in chunks(path, table):
+        for raw in prefetched(chunks(path, table)):
             coerced = coerce_table(table, raw, load)
             schema += validate_frame(table, coerced, unique=False)
             codes = None
@@ -256,8 +257,10 @@ def _scan_table(
             writer.write(coerced, codes)
         scanned = writer.close()
     except ScanWriteError:  # the disk's problem, not the data's: said as it is
+        writer.abandon()
         raise
     except Exception as exc:  # any reader failure is a bad file, reported by name
+        writer.abandon()
         problems.append(
             Problem(table, None, f"cannot read {path.name}: {type(exc).__name__}: {exc}", 0)
         )

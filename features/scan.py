@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,22 @@ from exportguard.features.tables import ScannedTable
 
 #: rows per chunk: a 500k-row api_usage chunk is ~0.1 GB coerced
 BATCH_ROWS = 500_000
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each next one produced by a background thread while the caller works on the
+    current one (reading and decoding Parquet release the GIL; the checks then overlap)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="exportguard-read") as pool:
+        upcoming = pool.submit(next, items, _END)
+        while True:
+            item = upcoming.result()
+            if item is _END:
+                return
+            upcoming = pool.submit(next, items, _END)
+            yield item  # type: ignore[misc]
 
 
 def file_columns(path: Path) -> list[str]:
@@ -112,7 +130,9 @@ class ScanWriteError(ExportguardError):
 
 
 class ScanWriter:
-    """Writes coerced chunks of one table to a Parquet file in a temporary directory."""
+    """Writes coerced chunks of one table to a Parquet file in a temporary directory, each
+    in a background thread while the caller checks the next (Arrow's writer releases the
+    GIL); `close` waits for the last."""
 
     def __init__(self, table: str, directory: Path | None = None) -> None:
         import pyarrow.parquet as pq
@@ -127,6 +147,8 @@ class ScanWriter:
         except (OSError, pa.ArrowException) as exc:
             raise ScanWriteError(self._message(where, exc)) from None
         self.rows = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="exportguard-write")
+        self._pending: Future[None] | None = None
 
     def _message(self, where: Path, exc: BaseException) -> str:
         return (
@@ -135,11 +157,28 @@ class ScanWriter:
         )
 
     def write(self, coerced: pd.DataFrame, account_codes: pa.Array | None) -> None:
-        """Append a coerced chunk (ScanWriteError when the disk refuses it)."""
+        """Append a coerced chunk, after the one before (ScanWriteError when the disk refuses
+        it); the chunk must not change until the next `write` or `close`."""
+        self._wait()
+        self._pending = self._pool.submit(self._write, coerced, account_codes)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
         try:
-            self._write(coerced, account_codes)
+            pending.result()
         except (OSError, pa.ArrowIOError) as exc:
             raise ScanWriteError(self._message(self.path.parent, exc)) from None
+
+    def abandon(self) -> None:
+        """Stop without a file (the read failed): the thread ends, the directory goes."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.writer.close()
+        except (OSError, pa.ArrowException):
+            pass
+        self.owner.cleanup()
 
     def _write(self, coerced: pd.DataFrame, account_codes: pa.Array | None) -> None:
         arrays = [
@@ -153,6 +192,10 @@ class ScanWriter:
         self.rows += len(coerced)
 
     def close(self) -> ScannedTable:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown()
         try:
             self.writer.close()
         except (OSError, pa.ArrowIOError) as exc:
