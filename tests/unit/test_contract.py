@@ -247,13 +247,19 @@ def test_other_tables_running_past_the_usage_do_not_move_the_horizon(tmp_path):
     assert "up to 2026-03-01" in text
 
 
-def test_stray_usage_after_a_silent_gap_is_reported_not_the_horizon(tmp_path):
+def stray_usage_world() -> dict[str, pd.DataFrame]:
+    """300 hours of usage from 2026-01-01 06:00, then one row after months of silence."""
     world = tiny_world()
     usage = world["api_usage"]
     bulk = pd.concat([usage.iloc[[0]]] * 300, ignore_index=True)
     bulk["hour"] = pd.Timestamp("2026-01-01 06:00") + pd.to_timedelta(range(300), unit="h")
     stray = usage.iloc[[1]].assign(hour=pd.Timestamp("2026-04-01"))
     world["api_usage"] = pd.concat([bulk, stray], ignore_index=True)
+    return world
+
+
+def test_stray_usage_after_a_silent_gap_is_reported_not_the_horizon(tmp_path):
+    world = stray_usage_world()
     world["labels"].loc[0, "labelled_at"] = pd.Timestamp("2026-01-12")
     tables, report = read_tables(write(world, tmp_path / "d"), now=pd.Timestamp("2026-06-01"))
     end = pd.Timestamp("2026-01-01 06:00") + pd.Timedelta(hours=300)
@@ -387,13 +393,10 @@ def _bad_worlds(tmp_path: Path) -> dict[str, tuple[Path, dict[str, object]]]:
     world["payments"].loc[1, "paid_at"] = pd.Timestamp("2026-03-01")
     world["logins"].loc[0, "login_at"] = pd.Timestamp("2025-12-01")  # before its sign-up
     cases["late and early rows"] = (write(world, tmp_path / "late"), {})
-    world = tiny_world()
-    usage = world["api_usage"]
-    bulk = pd.concat([usage.iloc[[0]]] * 300, ignore_index=True)
-    bulk["hour"] = pd.Timestamp("2026-01-01 06:00") + pd.to_timedelta(range(300), unit="h")
-    stray = usage.iloc[[1]].assign(hour=pd.Timestamp("2026-04-01"))
-    world["api_usage"] = pd.concat([bulk, stray], ignore_index=True)
-    cases["stray usage"] = (write(world, tmp_path / "stray"), {"now": pd.Timestamp("2026-06-01")})
+    cases["stray usage"] = (
+        write(stray_usage_world(), tmp_path / "stray"),
+        {"now": pd.Timestamp("2026-06-01")},
+    )
     world = tiny_world()
     world["api_usage"] = world["api_usage"].iloc[:0]
     cases["no usage: payments set the horizon"] = (write(world, tmp_path / "nousage"), {})
