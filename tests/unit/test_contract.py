@@ -456,6 +456,10 @@ def test_out_of_core_tables_stay_on_disk_and_give_the_same_features(tmp_path):
     )
     with pytest.raises(ValueError, match="read out of core"):
         scanned.horizon()
+    # the files code accounts by their row in these accounts: swapping them is refused
+    with pytest.raises(ValueError, match=r"cannot replace \['accounts'\]"):
+        scanned.with_tables(accounts=whole.accounts.iloc[::-1])
+    assert scanned.with_tables(labels=whole.labels.iloc[:0]).labels.empty
     with pytest.raises(ExportguardError, match=r"cannot read \['accounts'\] out of core"):
         read_tables(data, scan=["accounts"])
 
