@@ -64,11 +64,12 @@ def chunks(path: Path, table: str, rows: int = BATCH_ROWS) -> Iterator[pd.DataFr
     (CSV: every value as text; Parquet: as stored, text dictionary-decoded)."""
     names = [s.name for s in SPECS[table]]
     if path.suffix == ".csv":
-        reader = pd.read_csv(
-            path, dtype=str, keep_default_na=True, na_values=[""], usecols=names, chunksize=rows
-        )
+        # every column, as a whole-table read: with usecols pandas would accept a row with
+        # too many fields, silently keeping the first ones
+        reader = pd.read_csv(path, dtype=str, keep_default_na=True, na_values=[""], chunksize=rows)
         with reader:
-            yield from reader
+            for chunk in reader:
+                yield chunk[names]
         return
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

@@ -494,3 +494,22 @@ def test_a_copy_that_cannot_be_written_is_said_plainly(tmp_path):
     not_a_dir.write_text("x")
     with pytest.raises(ExportguardError, match="cannot write the validated copy of payments under"):
         read_tables(data, scan=SCANNED, scan_dir=not_a_dir)
+
+
+def test_a_file_that_breaks_mid_way_is_named_and_leaves_no_copy(tmp_path, monkeypatch):
+    """A CSV row with too many fields in a later chunk: the read stops with the file named
+    (as a whole-table read does) and the half-written copy is removed."""
+    import exportguard.features.scan as scan
+
+    monkeypatch.setattr(scan.chunks, "__defaults__", (1,))
+    data = write(tiny_world(), tmp_path / "d", "csv")
+    with open(data / "payments.csv", "a", encoding="utf-8") as fh:
+        fh.write("p9,a1,2026-01-03,1.0,card,i9,US,succeeded,extra,fields\n")
+    whole = _outcome(data)
+    scan_dir = tmp_path / "scan"
+    scan_dir.mkdir()
+    chunked = _outcome(data, scan=SCANNED, scan_dir=scan_dir)
+    assert whole[0] == chunked[0] == "refused"
+    assert any(p.startswith("payments: cannot read payments.csv: ParserError") for p in whole[1])
+    assert any(p.startswith("payments: cannot read payments.csv: ParserError") for p in chunked[1])
+    assert list(scan_dir.iterdir()) == []
